@@ -1,0 +1,30 @@
+# poolwarden — the two commands a newcomer needs:
+#   make demo   the whole system on the simulated pool, in a browser
+#   make test   the whole test suite
+.PHONY: demo test test-fast lint bootstrap bench clean
+
+VENV := .venv
+PY   := $(VENV)/bin/python
+
+demo:
+	@bash devtools/bootstrap.sh demo
+	@$(PY) -m devtools.demo
+
+test:
+	@bash devtools/bootstrap.sh test
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (no services started): quick feedback while editing.
+test-fast:
+	@bash devtools/bootstrap.sh test
+	@$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lint:
+	@bash devtools/bootstrap.sh test
+	@$(VENV)/bin/ruff check agent panel poolsim devtools tests bench
+
+bootstrap:
+	@bash devtools/bootstrap.sh test
+
+clean:
+	rm -rf .run $(VENV) *.egg-info

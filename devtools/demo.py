@@ -1,0 +1,176 @@
+"""`make demo`: the whole of poolwarden running on the simulated pool.
+
+Starts, under .run/demo/: a private PostgreSQL (databases `miningcore` for the simulated pool and
+`poolwarden` for the panel) and a private Redis on free loopback ports, then poolsim, the panel's
+migrations, the engine, the panel and the agent. Prints the panel's URL and waits; Ctrl-C (or
+SIGTERM) stops everything it started, in reverse order, leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devtools.processes import ManagedProcess, console_script
+from devtools.services import ROOT, RUN_DIR, PrivatePostgres, PrivateRedis, free_port, wait_for_port
+
+PANEL_PORT = 8050  # not one of the deployment's ports (4000, 5444, 8888, 9053, ...)
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):  # noqa: ARG001
+    raise Stop()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def make_fake_node_data(path: Path) -> None:
+    """An Ergo data directory shaped like the real one, with a few MB in it, for the disk view."""
+    for sub, size in (("history", 6_000_000), ("state", 2_000_000), ("wallet/keystore", 4096), ("peers", 8192)):
+        d = path / sub
+        d.mkdir(parents=True, exist_ok=True)
+        f = d / "000001.ldb"
+        if not f.exists():
+            f.write_bytes(os.urandom(size))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0, help=f"panel port (default {PANEL_PORT}, or a free one)")
+    parser.add_argument("--seed", type=int, default=42, help="poolsim seed")
+    parser.add_argument("--speed", type=float, default=1.0, help="poolsim time speed-up")
+    parser.add_argument("--interval", type=int, default=5, help="agent collection interval, seconds")
+    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)")
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    demo_dir = RUN_DIR / "demo"
+    started: list = []
+    procs: list[ManagedProcess] = []
+
+    def step(msg: str) -> None:
+        print(f"demo: {msg}", flush=True)
+
+    return_code = 0
+    try:
+        step("starting private PostgreSQL and Redis under .run/demo")
+        pg = PrivatePostgres("postgres", base=demo_dir).start()
+        started.append(pg)
+        redis = PrivateRedis("redis", base=demo_dir).start()
+        started.append(redis)
+        pg.create_database("miningcore", owner="miningcore")
+        mc_dsn = pg.dsn("miningcore", user="miningcore")
+        pw_dsn = pg.create_database("poolwarden")
+
+        logs = demo_dir / "miningcore-logs"
+        backups = demo_dir / "backups"
+        node_data = demo_dir / "ergo" / ".ergo"
+        for d in (logs, backups):
+            d.mkdir(parents=True, exist_ok=True)
+        make_fake_node_data(node_data)
+
+        step(f"starting poolsim (simulated Miningcore + Ergo node, seed {args.seed})")
+        sim = ManagedProcess("poolsim", [
+            console_script("poolsim"), "run", "--seed", str(args.seed), "--db-dsn", mc_dsn,
+            "--api-port", "0", "--node-port", "0", "--control-port", "0", "--log-dir", str(logs),
+            "--history-days", "3", "--speed", str(args.speed), "--stats-interval", "10",
+        ], demo_dir / "poolsim.log").start(capture_stdout=True)
+        procs.append(sim)
+        urls = sim.read_ready_line(timeout=120)
+
+        secret_file = demo_dir / "secret_key"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_hex(32))
+        panel_env = {
+            "POOLWARDEN_DATABASE_URL": pw_dsn,
+            "POOLWARDEN_REDIS_URL": redis.url,
+            "POOLWARDEN_SECRET_KEY": secret_file.read_text().strip(),
+        }
+        step("applying the panel's database migrations")
+        migrate = ManagedProcess("migrate", [console_script("poolwarden-panel"), "migrate"],
+                                 demo_dir / "migrate.log", env=panel_env).start()
+        if migrate.proc.wait(timeout=120) != 0:
+            raise RuntimeError("migrations failed:\n" + migrate.tail())
+        migrate.stop()
+
+        port = args.port or (PANEL_PORT if _port_free(PANEL_PORT) else free_port())
+        procs.append(ManagedProcess("engine", [console_script("poolwarden-panel"), "engine"],
+                                    demo_dir / "engine.log", env=panel_env).start())
+        panel = ManagedProcess("panel", [console_script("poolwarden-panel"), "serve", "--host", "127.0.0.1",
+                                         "--port", str(port)], demo_dir / "panel.log", env=panel_env).start()
+        procs.append(panel)
+
+        agent_env = {
+            "POOLWARDEN_HOST": "pool-1",
+            "POOLWARDEN_REDIS_URL": redis.url,
+            "POOLWARDEN_SPOOL_DIR": str(demo_dir / "agent-spool"),
+            "MININGCORE_API_URL": urls["api"],
+            "MININGCORE_METRICS_URL": urls["api"] + "/metrics",
+            "MININGCORE_DB_DSN": mc_dsn,
+            "MININGCORE_LOG_DIR": str(logs),
+            "ERGO_NODE_URL": urls["node"],
+            "ERGO_NODE_API_KEY": "hello",
+            "ERGO_NODE_DATA_DIR": str(node_data),
+            "POOLWARDEN_BACKUP_DIR": str(backups),
+        }
+        procs.append(ManagedProcess("agent", [
+            console_script("poolwarden-agent"), "collect", "--config-dir", str(ROOT / "config"),
+            "--interval", str(args.interval)], demo_dir / "agent.log", env=agent_env).start())
+
+        wait_for_port(port, timeout=30)
+        print(f"""
+  poolwarden demo is running.
+
+    Panel:            http://127.0.0.1:{port}/
+    Disk API:         http://127.0.0.1:{port}/api/admin/system/disk
+    Simulated pool:   {urls['api']}/api/pools
+    Simulated node:   {urls['node']}/info
+    Fault control:    {urls['control']}/state   (e.g. curl -X POST {urls['control']}/faults/node_stalled)
+
+  Logs are in {demo_dir}/*.log. The agent reports every {args.interval} s; numbers change as the
+  simulated pool moves. Press Ctrl-C to stop everything.
+""", flush=True)
+
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while deadline is None or time.monotonic() < deadline:
+            for p in procs:
+                if not p.alive():
+                    raise RuntimeError(f"{p.name} stopped unexpectedly (exit {p.proc.returncode}); "
+                                       f"last lines of {p.log_path}:\n{p.tail()}")
+            time.sleep(1)
+    except Stop:
+        step("stopping")
+    except Exception as exc:  # noqa: BLE001 - show the operator what failed, then clean up
+        print(f"demo: {exc}", file=sys.stderr, flush=True)
+        return_code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for p in reversed(procs):
+            p.stop()
+        for s in reversed(started):
+            s.stop()
+        step("everything stopped")
+    return return_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
