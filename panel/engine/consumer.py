@@ -1,0 +1,304 @@
+"""The engine's main loop: discover sample streams, read them with a consumer group, store, ack.
+
+Order of operations per entry: PostgreSQL commit, then XACK. An entry read but not acknowledged
+(crash, Redis or PostgreSQL outage) stays in the group's pending list and is read again: at start
+the engine claims every pending entry of the group (earlier engine processes had other consumer
+names), after a reconnect it re-reads its own pending entries, and every rescan it claims entries
+left idle by consumers that died. The batch id makes those replays store nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import psycopg
+import redis
+
+from agent.contract import ENGINE_GROUP, STREAM_PREFIX, host_from_stream_key, valid_host_name
+from panel import db
+from panel.engine.batches import MalformedEntry, parse_entry
+from panel.engine.store import SampleStore, SchemaMissing
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 100
+ORPHAN_IDLE_MS = 60_000
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+SUMMARY_EVERY_SECONDS = 60.0
+
+
+class EngineUnavailable(RuntimeError):
+    """Redis or PostgreSQL cannot be reached (raised only by ``run(once=True)``)."""
+
+
+def describe_redis(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class Engine:
+    """Ingest every ``pw:samples:<host>`` stream into PostgreSQL until stopped."""
+
+    def __init__(self, database_url: str, redis_url: str, *, block_ms: int = 1000,
+                 rescan_seconds: float = 5.0, consumer: str | None = None):
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.block_ms = block_ms
+        self.rescan_seconds = rescan_seconds
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.where_redis = describe_redis(redis_url)
+        self.where_db = db.describe(database_url)
+        self.redis = redis.Redis.from_url(
+            redis_url, socket_connect_timeout=5, socket_timeout=block_ms / 1000 + 10,
+        )
+        self.stored = 0  # batches stored (not counting duplicates), for tests and the summary line
+        self._stop = threading.Event()
+        self._store: SampleStore | None = None
+        self._streams: dict[bytes, str] = {}  # stream key -> host
+        self._ignored: set[bytes] = set()
+        self._next_scan = 0.0
+        self._replay_own = False
+        self._failures = 0
+        self._down: str | None = None
+        self._summary = {"batches": 0, "duplicates": 0, "rejected": 0, "samples": 0}
+        self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def run(self, once: bool = False) -> None:
+        """Run until ``stop()``; with ``once``, ingest what is available now and return."""
+        log.info("engine %s: reading %s*, Redis at %s, PostgreSQL at %s",
+                 self.consumer, STREAM_PREFIX, self.where_redis, self.where_db)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._connect_db()
+                    if once:
+                        self._drain()
+                        return
+                    self._step()
+                    self._recovered()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._failed(f"Redis at {self.where_redis} is unreachable ({exc})", once)
+                except (psycopg.OperationalError, psycopg.InterfaceError, db.DatabaseUnavailable) as exc:
+                    self._drop_db()
+                    self._failed(f"PostgreSQL at {self.where_db} failed ({_first_line(exc)})", once)
+                except SchemaMissing as exc:
+                    self._drop_db()
+                    self._failed(f"PostgreSQL at {self.where_db}: {exc}", once)
+                except Exception as exc:
+                    # A bug or an unexpected server answer: the entry stays pending, so nothing is
+                    # lost; log it loudly and retry after a pause rather than exit and restart-loop.
+                    if once:
+                        raise
+                    log.exception("unexpected error while ingesting")
+                    self._failed(f"unexpected {type(exc).__name__}", once)
+        finally:
+            self._drop_db()
+            self.redis.close()
+            self._log_summary(force=True)
+
+    # -- one round ----------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_scan:
+            self._discover()
+            for key in list(self._streams):
+                self._claim(key, ORPHAN_IDLE_MS)
+            self._next_scan = now + self.rescan_seconds
+        if self._replay_own:
+            self._read_own_pending()
+        if not self._streams:
+            self._stop.wait(min(self.block_ms / 1000, max(0.0, self._next_scan - time.monotonic())))
+            return
+        self._read_new(block=self.block_ms)
+        self._log_summary()
+
+    def _drain(self) -> None:
+        self._discover()
+        self._read_own_pending()
+        while not self._stop.is_set() and self._read_new(block=None):
+            pass
+
+    def _discover(self) -> None:
+        """Find new streams, create the group on each and claim what earlier engines left pending."""
+        for key in self.redis.scan_iter(match=STREAM_PREFIX + "*", count=1000, _type="STREAM"):
+            if key in self._streams or key in self._ignored:
+                continue
+            try:
+                host = host_from_stream_key(key)
+            except (ValueError, UnicodeDecodeError):
+                host = ""
+            if not valid_host_name(host):
+                log.warning("ignoring stream %r: host names are %s", key, "letters, digits, '-', '_', '.'")
+                self._ignored.add(key)
+                continue
+            try:
+                self.redis.xgroup_create(key, ENGINE_GROUP, id="0", mkstream=True)
+                log.info("new sample stream %s: consumer group %s created", _text(key), ENGINE_GROUP)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._streams[key] = host
+            self._claim(key, 0)
+
+    def _claim(self, key: bytes, min_idle_ms: int) -> None:
+        """Take over and ingest pending entries idle for at least ``min_idle_ms``."""
+        start = "0-0"
+        while not self._stop.is_set():
+            reply = self._guarded(key, lambda s=start: self.redis.xautoclaim(
+                key, ENGINE_GROUP, self.consumer, min_idle_ms, start_id=s, count=READ_COUNT))
+            if reply is None:
+                return
+            start, messages = reply[0], reply[1]
+            if messages:
+                log.info("claimed %d pending entries of %s", len(messages), _text(key))
+            for entry_id, fields in messages:
+                self._handle(key, entry_id, fields)
+            if _text(start) == "0-0":
+                return
+
+    def _read_own_pending(self) -> None:
+        """Re-read entries delivered to this consumer but not acknowledged (id 0)."""
+        for key in list(self._streams):
+            while not self._stop.is_set():
+                reply = self._guarded(key, lambda k=key: self.redis.xreadgroup(
+                    ENGINE_GROUP, self.consumer, {k: "0"}, count=READ_COUNT))
+                entries = [e for _k, batch in _stream_items(reply) for e in batch]
+                if not entries:
+                    break
+                for entry_id, fields in entries:
+                    self._handle(key, entry_id, fields)
+        self._replay_own = False
+
+    def _read_new(self, block: int | None) -> int:
+        if not self._streams:
+            return 0
+        try:
+            reply = self.redis.xreadgroup(ENGINE_GROUP, self.consumer, dict.fromkeys(self._streams, ">"),
+                                          count=READ_COUNT, block=block)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("a stream or its consumer group disappeared (%s): rescanning", exc)
+            self._streams.clear()
+            self._next_scan = 0.0
+            return 0
+        handled = 0
+        for key, entries in _stream_items(reply):
+            for entry_id, fields in entries:
+                self._handle(key, entry_id, fields)
+                handled += 1
+        return handled
+
+    def _guarded(self, key: bytes, command):
+        """Run a per-stream command; a stream deleted meanwhile is forgotten instead of failing."""
+        try:
+            return command()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._streams.pop(key, None)
+            return None
+
+    # -- one entry ----------------------------------------------------------------------------
+
+    def _handle(self, key: bytes, entry_id: bytes, fields: dict | None) -> None:
+        host = self._streams.get(key) or host_from_stream_key(key)
+        stream_id = _text(entry_id)
+        if fields:
+            try:
+                batch = parse_entry(host, stream_id, fields)
+                if self._store.ingest(batch):
+                    self.stored += 1
+                    self._summary["batches"] += 1
+                    self._summary["samples"] += len(batch.samples)
+                else:
+                    self._summary["duplicates"] += 1
+            except (MalformedEntry, psycopg.DataError, psycopg.IntegrityError) as exc:
+                self._reject(host, stream_id, fields, exc)
+        self.redis.xack(key, ENGINE_GROUP, entry_id)
+
+    def _reject(self, host: str, stream_id: str, fields: dict, exc: Exception) -> None:
+        reason = _first_line(exc)
+        log.warning("rejected entry %s of host %s: %s (kept in rejected_batches)", stream_id, host, reason)
+        payload = "; ".join(f"{_text(k)}={_text(v)}" for k, v in fields.items())
+        self._store.reject(host, stream_id, reason, payload)
+        self._summary["rejected"] += 1
+
+    # -- connections and failures ------------------------------------------------------------
+
+    def _connect_db(self) -> None:
+        if self._store is not None and not self._store.conn.closed:
+            return
+        self._drop_db()
+        conn = db.connect(self.database_url)
+        try:
+            self._store = SampleStore(conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _drop_db(self) -> None:
+        if self._store is not None:
+            self._store.conn.close()
+            self._store = None
+
+    def _failed(self, problem: str, once: bool) -> None:
+        self._replay_own = True
+        if once:
+            raise EngineUnavailable(problem)
+        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** self._failures)
+        delay *= random.uniform(0.8, 1.2)
+        self._failures += 1
+        log.error("%s: retrying in %.1f s", problem, delay)
+        self._down = problem
+        self._stop.wait(delay)
+
+    def _recovered(self) -> None:
+        if self._down:
+            log.info("connections are back (was: %s)", self._down)
+        self._down = None
+        self._failures = 0
+
+    def _log_summary(self, force: bool = False) -> None:
+        if not force and time.monotonic() < self._next_summary:
+            return
+        self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
+        s = self._summary
+        if any(s.values()):
+            log.info("ingested %d batches (%d samples) from %d streams; %d duplicates skipped, %d rejected",
+                     s["batches"], s["samples"], len(self._streams), s["duplicates"], s["rejected"])
+        self._summary = dict.fromkeys(s, 0)
+
+
+def _stream_items(reply) -> list[tuple[bytes, list]]:
+    """XREADGROUP's reply as (key, entries) pairs, for RESP2 (list) and RESP3 (dict) alike."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
+    return [(k, entries) for k, entries in reply]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

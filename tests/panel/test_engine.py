@@ -1,0 +1,272 @@
+"""The ingest engine against the session's real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+
+from agent.contract import ENGINE_GROUP, Batch, Event, Sample, stream_key
+from panel.engine import Engine
+from panel.engine.batches import parse_entry
+from panel.engine.store import SampleStore
+from tests.panel.helpers import ingest, pool_host_batch, xadd
+
+
+def counts(sql):
+    return {t: sql(f"SELECT count(*) FROM {t}")[0][0]
+            for t in ("hosts", "series", "samples", "latest", "ingested_batches", "events", "rejected_batches")}
+
+
+def pending(rds, host):
+    return rds.xpending(stream_key(host), ENGINE_GROUP)["pending"]
+
+
+def test_batches_land_in_postgres_with_exact_counts(runner, rds, sql):
+    t0 = 1_700_000_000.0
+    batches = [pool_host_batch(t0 + 15 * i) for i in range(3)]
+    for b in batches:
+        xadd(rds, "pool-1", b)
+    xadd(rds, "pool-2", pool_host_batch(t0))
+
+    assert "ingested 4 new batches" in ingest(runner)
+
+    per_batch = len(batches[0].samples)
+    c = counts(sql)
+    assert c["hosts"] == 2
+    assert c["ingested_batches"] == 4
+    assert c["samples"] == 4 * per_batch
+    assert c["series"] == 2 * per_batch
+    assert c["latest"] == 2 * per_batch
+    assert c["events"] == 3 + 1  # event ids differ per ts; pool-2's is on another host
+    assert sql("SELECT sample_count FROM ingested_batches")[0][0] == per_batch
+    assert pending(rds, "pool-1") == 0
+    # latest holds the newest batch's values
+    newest = sql("SELECT max(l.ts) = min(l.ts), max(l.ts) FROM latest l JOIN series s ON s.id = l.series_id "
+                 "JOIN hosts h ON h.id = s.host_id WHERE h.name = 'pool-1'")[0]
+    assert newest[0] is True and newest[1].timestamp() == t0 + 30
+    assert sql("SELECT agent_version, extract(epoch FROM last_batch_ts) FROM hosts WHERE name = 'pool-1'") == [
+        ("0.1.0", t0 + 30)]
+
+
+def test_same_batch_twice_is_stored_once(runner, rds, sql):
+    batch = pool_host_batch()
+    xadd(rds, "pool-1", batch)
+    xadd(rds, "pool-1", batch)
+    ingest(runner)
+    assert counts(sql)["ingested_batches"] == 1
+    assert counts(sql)["samples"] == len(batch.samples)
+    xadd(rds, "pool-1", batch)  # and again, in a later run
+    ingest(runner)
+    assert counts(sql)["samples"] == len(batch.samples)
+    assert pending(rds, "pool-1") == 0
+
+
+def test_crash_between_commit_and_ack_neither_loses_nor_duplicates(runner, rds, sql, db_url):
+    """A previous engine read three entries and died: it committed the first two, acked none."""
+    batches = [pool_host_batch(1_700_000_000.0 + i) for i in range(4)]
+    key = stream_key("pool-1")
+    for b in batches:
+        xadd(rds, "pool-1", b)
+    rds.xgroup_create(key, ENGINE_GROUP, id="0")
+    read = rds.xreadgroup(ENGINE_GROUP, "dead-engine-123", {key: ">"}, count=3)
+    entries = read[0][1]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        store = SampleStore(conn)
+        for entry_id, fields in entries[:2]:
+            assert store.ingest(parse_entry("pool-1", entry_id.decode(), fields))
+    assert pending(rds, "pool-1") == 3
+
+    ingest(runner)
+
+    per_batch = len(batches[0].samples)
+    assert counts(sql)["ingested_batches"] == 4
+    assert counts(sql)["samples"] == 4 * per_batch
+    assert pending(rds, "pool-1") == 0
+    stream_ids = {r[0] for r in sql("SELECT stream_id FROM ingested_batches")}
+    assert stream_ids == {e[0].decode() for e in rds.xrange(key)}
+
+
+BAD_ENTRIES = {
+    "no batch field": {"junk": "1"},
+    "not JSON": {"batch": "{not json"},
+    "not an object": {"batch": "[1, 2, 3]"},
+    "unknown contract version": {"batch": json.dumps({"v": 99, "id": "x", "ts": 1.7e9})},
+    "no id": {"batch": json.dumps({"v": 1, "ts": 1.7e9, "samples": []})},
+    "impossible ts": {"batch": json.dumps({"v": 1, "id": "x", "ts": 1e30, "samples": []})},
+    "sample of the wrong shape": {"batch": json.dumps({"v": 1, "id": "x", "ts": 1.7e9, "samples": [{"a": 1}]})},
+    "labels not an object": {"batch": json.dumps({"v": 1, "id": "x", "ts": 1.7e9, "samples": [["m", [1], 1, 0]]})},
+    "NUL in event data (PostgreSQL refuses it)": {"batch": json.dumps({
+        "v": 1, "id": "x", "ts": 1.7e9, "samples": [],
+        "events": [{"id": "e", "kind": "k", "ts": 1.7e9, "data": {"s": "a\u0000b"}}]})},
+    "binary garbage": {"batch": b"\xff\xfe\x00\x01"},
+}
+
+
+@pytest.mark.parametrize("fields", BAD_ENTRIES.values(), ids=BAD_ENTRIES.keys())
+def test_malformed_entry_is_recorded_and_does_not_wedge_the_stream(runner, rds, sql, fields):
+    good_before, good_after = pool_host_batch(1_700_000_000.0), pool_host_batch(1_700_000_015.0)
+    xadd(rds, "pool-1", good_before)
+    bad_id = rds.xadd(stream_key("pool-1"), fields)
+    xadd(rds, "pool-1", good_after)
+
+    ingest(runner)
+
+    assert counts(sql)["ingested_batches"] == 2
+    rejected = sql("SELECT host, stream_id, reason FROM rejected_batches")
+    assert [(h, s) for h, s, _ in rejected] == [("pool-1", bad_id.decode())]
+    assert rejected[0][2]
+    assert pending(rds, "pool-1") == 0
+    # the next run finds nothing left to do
+    assert "ingested 0 new batches" in ingest(runner)
+
+
+def test_host_comes_from_the_stream_key_not_the_payload(runner, rds, sql):
+    body = json.loads(pool_host_batch().to_fields()["batch"])
+    body["host"] = "victim-host"
+    rds.xadd(stream_key("pool-1"), {"batch": json.dumps(body)})
+    ingest(runner)
+    assert sql("SELECT name FROM hosts") == [("pool-1",)]
+
+
+def test_sample_without_ts_takes_the_batch_ts_and_non_finite_values_are_skipped(runner, rds, sql):
+    batch = Batch(ts=1_700_000_100.0, samples=[
+        Sample("poolwarden_load1", 1.0),
+        Sample("poolwarden_load5", 2.0, ts=1_700_000_050.0),
+        Sample("poolwarden_load15", float("nan")),
+    ])
+    rds.xadd(stream_key("pool-1"), {"batch": json.dumps({
+        "v": 1, "id": batch.id, "ts": batch.ts, "samples": [s.to_wire() for s in batch.samples]})})
+    ingest(runner)
+    rows = dict(sql("SELECT s.name, extract(epoch FROM x.ts) FROM samples x JOIN series s ON s.id = x.series_id"))
+    assert rows == {"poolwarden_load1": 1_700_000_100, "poolwarden_load5": 1_700_000_050}
+
+
+def test_an_old_batch_arriving_late_does_not_move_latest_back(runner, rds, sql):
+    xadd(rds, "pool-1", pool_host_batch(1_700_000_100.0, cpu=80.0))
+    xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0, cpu=10.0))
+    ingest(runner)
+    assert sql("SELECT l.value FROM latest l JOIN series s ON s.id = l.series_id "
+               "WHERE s.name = 'poolwarden_cpu_usage_percent'") == [(80.0,)]
+    assert counts(sql)["samples"] == 2 * len(pool_host_batch().samples)
+
+
+def test_events_are_idempotent_across_batches(runner, rds, sql):
+    event = Event(id="block-1234", kind="block_found", ts=1_700_000_000.0, data={"height": 1234})
+    for ts in (1_700_000_000.0, 1_700_000_015.0):
+        xadd(rds, "pool-1", Batch(ts=ts, samples=[], events=[event]))
+    ingest(runner)
+    assert sql("SELECT event_id, kind, data FROM events") == [("block-1234", "block_found", {"height": 1234})]
+
+
+def test_streams_with_invalid_host_names_are_ignored(runner, rds, sql):
+    rds.xadd(stream_key("bad host!"), pool_host_batch().to_fields())
+    rds.set(stream_key("not-a-stream"), "x")
+    xadd(rds, "pool-1", pool_host_batch())
+    ingest(runner)
+    assert sql("SELECT name FROM hosts") == [("pool-1",)]
+
+
+def test_engine_once_without_migrated_database_says_so(redis_url, fresh_db, rds):
+    from panel import create_app
+
+    xadd(rds, "pool-1", pool_host_batch())
+    app = create_app({"TESTING": True, "DATABASE_URL": fresh_db, "REDIS_URL": redis_url})
+    result = app.test_cli_runner().invoke(args=["engine", "--once"])
+    assert result.exit_code == 1
+    assert "poolwarden-panel migrate" in result.output
+
+
+def test_engine_once_names_unreachable_redis(db_url):
+    from panel import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    result = app.test_cli_runner().invoke(args=["engine", "--once"])
+    assert result.exit_code == 1
+    assert "Redis at 127.0.0.1:1 is unreachable" in result.output
+
+
+# -- long-running engine --------------------------------------------------------------------------
+
+
+class RunningEngine:
+    def __init__(self, db_url, redis_url):
+        self.engine = Engine(db_url, redis_url, block_ms=100, rescan_seconds=0.2)
+        self.thread = threading.Thread(target=self.engine.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self.engine
+
+    def __exit__(self, *exc):
+        self.engine.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.slow
+def test_redis_restart_mid_run_loses_nothing(db_url, redis_url, redis_server, rds, sql, caplog):
+    with RunningEngine(db_url, redis_url) as engine:
+        for i in range(5):
+            xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0 + i))
+        wait_for(lambda: engine.stored == 5)
+        redis_server.restart()
+        rds.connection_pool.disconnect()
+        for i in range(5, 10):
+            xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0 + i))
+        wait_for(lambda: counts(sql)["ingested_batches"] == 10)
+        wait_for(lambda: pending(rds, "pool-1") == 0)
+    assert counts(sql)["samples"] == 10 * len(pool_host_batch().samples)
+    assert any(f"Redis at 127.0.0.1:{redis_server.port}" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_postgres_connection_loss_mid_run_loses_nothing(db_url, redis_url, rds, sql, caplog):
+    with RunningEngine(db_url, redis_url) as engine:
+        xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0))
+        wait_for(lambda: engine.stored == 1)
+        dbname = db_url.rsplit("/", 1)[1]
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,))
+        for i in range(1, 6):
+            xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0 + i))
+        wait_for(lambda: counts(sql)["ingested_batches"] == 6)
+        wait_for(lambda: pending(rds, "pool-1") == 0)
+    assert counts(sql)["samples"] == 6 * len(pool_host_batch().samples)
+    assert any("PostgreSQL at 127.0.0.1" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_engine_process_stops_cleanly_on_sigterm(db_url, redis_url, rds, sql, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "POOLWARDEN_DATABASE_URL": db_url, "POOLWARDEN_REDIS_URL": redis_url}
+    log = (tmp_path / "engine.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-c", "from panel.cli import main; main()", "engine", "--block-ms", "200"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        xadd(rds, "pool-1", pool_host_batch())
+        wait_for(lambda: counts(sql)["ingested_batches"] == 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert "engine" in (tmp_path / "engine.log").read_text()
