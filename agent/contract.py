@@ -165,6 +165,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "poolwarden_collector_up": ("bool", ("collector",), "1 if the collector's last run succeeded"),
     "poolwarden_collector_duration_seconds": ("seconds", ("collector",), "time the collector's last run took"),
     "poolwarden_agent_info": ("info", ("version",), "always 1; labels carry the agent version"),
+    "poolwarden_spool_batches": ("count", (), "batches waiting in the agent's on-disk spool (Redis unreachable)"),
+    "poolwarden_spool_dropped_total": (
+        "count", (), "batches the agent dropped from a full spool since it started (oldest first)"),
     # host: disk
     "poolwarden_disk_total_bytes": ("bytes", ("mount", "device", "fstype"), "filesystem size"),
     "poolwarden_disk_used_bytes": ("bytes", ("mount", "device", "fstype"), "bytes in use"),

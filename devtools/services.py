@@ -195,7 +195,26 @@ class PrivateRedis:
         if result.returncode != 0:
             raise ServiceError(f"redis-server failed to start: {result.stderr.strip() or result.stdout.strip()}")
         wait_for_port(self.port)
+        self._wait_until_loaded()
         return self
+
+    def _wait_until_loaded(self, timeout: float = 15.0) -> None:
+        """A restarted Redis answers LOADING while it replays its append-only file: wait for PING."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.BusyLoadingError, redis.ConnectionError):
+                    if time.monotonic() > deadline:
+                        raise ServiceError(f"Redis on port {self.port} still loading after {timeout:.0f} s") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
 
     def pid(self) -> int | None:
         try:

@@ -1,0 +1,91 @@
+"""The Ergo node's health from ``GET /info`` (no key needed; ``api_key`` is sent if configured).
+
+Heights, difficulty and peers are null while the node loads its state: those samples are left
+out, not sent as 0. ``difficulty`` is a big integer written as a JSON number; Python's json reads
+it as an exact int. ``poolwarden_node_up`` is 0 when the node does not answer or answers with
+an error; the collector is then reported down too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+from agent.collectors.base import Collector, CollectorFailed, describe_request_error
+from agent.collectors.miningcore import as_number, short_body
+from agent.contract import Sample
+
+DIRECT = (
+    ("poolwarden_node_full_height", "fullHeight"),
+    ("poolwarden_node_headers_height", "headersHeight"),
+    ("poolwarden_node_max_peer_height", "maxPeerHeight"),
+    ("poolwarden_node_peers", "peersCount"),
+    ("poolwarden_node_mempool_transactions", "unconfirmedCount"),
+    ("poolwarden_node_difficulty", "difficulty"),
+)
+
+
+def info_samples(info: dict[str, Any], now_ms: float) -> list[Sample]:
+    """Samples from one /info body; ``now_ms`` is used when the node sends no ``currentTime``."""
+    samples = []
+    for name, key in DIRECT:
+        value = as_number(info.get(key))
+        if value is not None:
+            samples.append(Sample(name, value))
+    full = as_number(info.get("fullHeight"))
+    tops = [v for v in (as_number(info.get("headersHeight")), as_number(info.get("maxPeerHeight"))) if v is not None]
+    if full is not None and tops:
+        samples.append(Sample("poolwarden_node_sync_lag_blocks", max(tops) - full))
+    if isinstance(info.get("isMining"), bool):
+        samples.append(Sample("poolwarden_node_is_mining", 1.0 if info["isMining"] else 0.0))
+    last_seen = as_number(info.get("lastSeenMessageTime"))
+    current = as_number(info.get("currentTime")) or now_ms
+    if last_seen is not None:
+        samples.append(Sample("poolwarden_node_last_message_age_seconds", max(current - last_seen, 0.0) / 1000.0))
+    return samples
+
+
+class ErgoNodeCollector(Collector):
+    name = "ergo_node"
+    METRICS = (
+        "poolwarden_node_up",
+        "poolwarden_node_response_seconds",
+        *(name for name, _ in DIRECT),
+        "poolwarden_node_sync_lag_blocks",
+        "poolwarden_node_is_mining",
+        "poolwarden_node_last_message_age_seconds",
+    )
+
+    def __init__(self, session: requests.Session, url: str, api_key: str | None = None, timeout: float = 5.0):
+        self.session = session
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def collect(self) -> list[Sample]:
+        url = f"{self.url}/info"
+        headers = {"api_key": self.api_key} if self.api_key else {}
+        down = Sample("poolwarden_node_up", 0.0)
+        start = time.perf_counter()
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise CollectorFailed(f"Ergo node at {url}: {describe_request_error(exc, self.timeout)}",
+                                  [down]) from None
+        timing = Sample("poolwarden_node_response_seconds", round(time.perf_counter() - start, 6))
+        if response.status_code != 200:
+            raise CollectorFailed(f"Ergo node at {url} answered HTTP {response.status_code}: "
+                                  f"{short_body(response)}", [down, timing])
+        try:
+            info = response.json()
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise CollectorFailed(f"Ergo node at {url} answered with an unreadable body ({exc}): "
+                                  f"{short_body(response)}", [down, timing]) from None
+        return [Sample("poolwarden_node_up", 1.0), timing, *info_samples(info, time.time() * 1000)]
+
+    def close(self) -> None:
+        self.session.close()
