@@ -1,0 +1,81 @@
+"""The panel in a real Chromium: the host overview shows the simulated pool, and its numbers change
+by themselves (no reload) when the pool moves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from devtools.services import free_port, wait_for_port
+from tests.integration.conftest import HOST, control
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--no-first-run"]
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run devtools/bootstrap.sh test")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _text(page, path: list[str]) -> str:
+    return page.locator(f"[data-path='{json.dumps(path)}']").first.inner_text().strip()
+
+
+def test_overview_numbers_change_live_in_chromium(stack, browser, tmp_path):
+    from devtools.processes import ManagedProcess, console_script
+
+    control(stack, "POST", "/clock/pause")
+    stack["run_engine"]()
+    stack["run_agent"]("--interval", "1")
+    port = free_port()
+    panel = ManagedProcess("panel", [console_script("poolwarden-panel"), "serve", "--port", str(port),
+                                     "--workers", "1"], tmp_path / "panel.log", env=stack["panel_env"]).start()
+    try:
+        wait_for_port(port, timeout=30)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+        page.goto(f"http://127.0.0.1:{port}/hosts/{HOST}")
+        page.wait_for_function(
+            "p => { const e = document.querySelector(`[data-path='${p}']`); return e && /\\d/.test(e.textContent); }",
+            arg=json.dumps(["node", "full_height"]), timeout=30_000)
+        before = _text(page, ["node", "full_height"])
+        pool_height_before = page.locator("[data-path*='network_height']").first.inner_text()
+
+        # Ten simulated minutes go by: about five network blocks.
+        control(stack, "POST", "/clock/step", seconds=600)
+        page.wait_for_function(
+            "([p, old]) => { const e = document.querySelector(`[data-path='${p}']`); return e && e.textContent.trim() !== old; }",
+            arg=[json.dumps(["node", "full_height"]), before], timeout=30_000)
+        after = _text(page, ["node", "full_height"])
+        assert int(after.replace(",", "")) > int(before.replace(",", ""))
+        page.wait_for_function(
+            "old => document.querySelector(\"[data-path*='network_height']\").textContent !== old",
+            arg=pool_height_before, timeout=30_000)
+        assert page.url.endswith(f"/hosts/{HOST}")  # refreshed in place, not by navigation
+
+        page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+        shots = os.environ.get("POOLWARDEN_SCREENSHOT_DIR")
+        if shots:
+            os.makedirs(shots, exist_ok=True)
+            shutil.copy(tmp_path / "overview.png", os.path.join(shots, "overview.png"))
+        assert errors == []
+    finally:
+        panel.stop()
+        control(stack, "POST", "/clock/resume")

@@ -1,0 +1,94 @@
+"""`make demo`'s runner: everything comes up, the panel shows the simulated pool, and Ctrl-C leaves
+no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from devtools.services import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _demo_pids(demo_pid: int, run_dir: str) -> set[int]:
+    """The demo's children (poolsim, agent, engine, panel and its workers) and the daemonized
+    servers (PostgreSQL, Redis), read from their pid files."""
+    pids = {c.pid for c in psutil.Process(demo_pid).children(recursive=True)}
+    for pidfile in (f"{run_dir}/demo/postgres/data/postmaster.pid", f"{run_dir}/demo/redis/redis.pid"):
+        with open(pidfile) as f:
+            pids.add(int(f.readline().strip()))
+    return pids
+
+
+def _alive(pids: set[int]) -> list[str]:
+    alive = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid}: {' '.join(p.cmdline())[:160]}")
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_demo_comes_up_serves_the_pool_and_stops_cleanly(session_dir):
+    # Under the project's run directory: PostgreSQL runs as the postgres user, who cannot enter
+    # pytest's private tmp directories.
+    run_dir = str(session_dir / "demo-run")
+    env = {**os.environ, "POOLWARDEN_RUN_DIR": run_dir, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.demo", "--interval", "1", "--port", "0"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    pids: set[int] = set()
+    try:
+        url = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and url is None:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            m = re.search(r"Panel:\s+(http://127\.0\.0\.1:\d+/)", line)
+            if m:
+                url = m.group(1)
+        assert url, "the demo never printed the panel's URL:\n" + "".join(output)
+
+        def host_reported():
+            r = requests.get(url + "api/hosts", timeout=5)
+            return r.status_code == 200 and any(h["name"] == "pool-1" for h in r.json()["hosts"])
+
+        deadline = time.monotonic() + 60
+        while not host_reported():
+            assert time.monotonic() < deadline, "the agent's samples never reached the panel"
+            time.sleep(1)
+        disk = requests.get(url + "api/admin/system/disk", timeout=5).json()
+        assert disk["host"] == "pool-1" and disk["total"] > 0
+        page = requests.get(url, timeout=5)
+        assert page.status_code == 200 and "pool-1" in page.text
+
+        pids = _demo_pids(proc.pid, run_dir)
+        assert len(pids) >= 6  # postgres, redis, poolsim, engine, panel (+workers), agent
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        output.append(rest)
+        assert proc.returncode == 0, "".join(output)
+        assert "everything stopped" in rest
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    time.sleep(0.5)
+    assert _alive(pids) == [], "processes left behind after Ctrl-C"
