@@ -187,9 +187,17 @@ def disk_mounts(readings: Readings) -> dict[str, dict[str, Any]]:
             disk["fstype"] = disk["fstype"] or r.labels.get("fstype")
             disk["ts"] = max(disk["ts"], r.ts)
     for disk in mounts.values():
-        disk["percent"] = percent(disk["used"], disk["total"])
+        disk["percent"] = disk_percent(disk["used"], disk["free"], disk["total"])
         disk["level"] = level(disk["percent"])
     return dict(sorted(mounts.items(), key=lambda item: (item[0] != "/", item[0])))
+
+
+def disk_percent(used: float | None, free: float | None, total: float | None) -> float | None:
+    """Use as ``df`` shows it: used / (used + available). Blocks reserved for root are not available
+    to the pool's processes, so this reaches 100 % exactly when their writes start failing."""
+    if used is not None and free is not None and total:
+        return percent(used, used + free)
+    return percent(used, total)
 
 
 def main_mount(disks: dict[str, dict[str, Any]]) -> str | None:

@@ -55,6 +55,15 @@ def test_disk_usage_percent_has_one_decimal(client, runner, rds, used, total, ex
     assert body["used"] == used and body["total"] == total
 
 
+def test_disk_usage_percent_counts_reserved_blocks_as_df_does(client, runner, rds):
+    # ext4 reserves 5 % for root: 100 GiB total, 50 GiB used, 45 GiB available -> df says 53 %
+    xadd(rds, "pool-1", pool_host_batch(root_used=50 * GiB, root_total=100 * GiB, root_free=45 * GiB))
+    ingest(runner)
+    body = client.get("/api/admin/system/disk").get_json()
+    assert body["usagePercent"] == 52.6
+    assert body["mounts"][0]["usagePercent"] == 52.6
+
+
 def test_disk_main_mount_is_the_largest_when_root_is_not_reported(client, runner, rds):
     batch = pool_host_batch()
     batch.samples = [s for s in batch.samples if s.labels.get("mount") != "/"]
