@@ -34,6 +34,10 @@ command -v runuser >/dev/null || missing+=(util-linux)
 if [ "$purpose" = "test" ]; then
   command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v logrotate >/dev/null || missing+=(logrotate)
+  # A private Docker engine for the container collectors, maintenance and deployment tests.
+  command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+  [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 fi
 fonts_needed=0
 if [ "$purpose" = "test" ] && ! fc-list 2>/dev/null | grep -qi dejavu; then fonts_needed=1; missing+=(fonts-dejavu-core); fi
