@@ -32,6 +32,14 @@ MONITORING_FILE = "monitoring.json"
 DEFAULT_EXCLUDE_FS_TYPES = ("tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup",
                             "cgroup2", "nsfs", "autofs")
 DEFAULT_SPOOL_MAX_BATCHES = 10_000
+DEFAULT_EXCLUDE_INTERFACES = ("lo", "veth*")
+DEFAULT_EXCLUDE_DISK_DEVICES = ("loop*", "ram*", "fd*", "zram*", "sr*")
+DEFAULT_COLLECTOR_TIMEOUT_SECONDS = 10.0
+
+# Names a monitoring.json ``collectors`` entry may use (the collectors' ``name``).
+COLLECTOR_NAMES = ("disk", "cpu", "memory", "load", "network", "diskio", "miningcore", "miningcore_metrics",
+                   "pool_events", "ergo_node", "postgresql", "postgresql_tables", "containers", "components",
+                   "docker_disk")
 
 
 class ConfigError(Exception):
@@ -73,6 +81,7 @@ class PathsConfig:
 class DockerConfig:
     socket: str = "unix:///var/run/docker.sock"
     containers: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,12 +98,31 @@ class AgentSettings:
     redis_url: str
     spool_dir: str
     spool_max_batches: int = DEFAULT_SPOOL_MAX_BATCHES
+    state_dir: str | None = None  # event cursors; None = the spool directory
+
+    @property
+    def cursor_dir(self) -> str:
+        return self.state_dir or self.spool_dir
 
 
 @dataclass(frozen=True)
 class IntervalsConfig:
     collect_seconds: int = 15
     component_sizes_seconds: int = 300
+    collector_timeout_seconds: float = DEFAULT_COLLECTOR_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    enabled: bool = True
+    every_seconds: int | None = None
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_INTERFACES
+    exclude_disk_devices: tuple[str, ...] = DEFAULT_EXCLUDE_DISK_DEVICES
 
 
 @dataclass(frozen=True)
@@ -117,6 +145,12 @@ class MonitoringConfig:
     intervals: IntervalsConfig
     mounts: MountsConfig
     thresholds: ThresholdsConfig
+    host: HostConfig = field(default_factory=HostConfig)
+    collectors: dict[str, CollectorSettings] = field(default_factory=dict)
+
+    def enabled(self, name: str) -> bool:
+        settings = self.collectors.get(name)
+        return settings is None or settings.enabled
 
 
 @dataclass(frozen=True)
@@ -378,6 +412,21 @@ def fs_type(value: Any, key: str = "") -> str:
     return value
 
 
+def boolean(value: Any, _key: str = "") -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # "${FLAG:-true}"
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, got {_describe(value)}")
+    return value
+
+
+def name_pattern(value: Any, key: str = "") -> str:
+    value = nonempty_text(value, key)
+    if not re.fullmatch(r"[A-Za-z0-9_.:*?\[\]-]+", value):
+        raise _Invalid(f"must be a name or a glob pattern (letters, digits, '_.:-*?[]'), got {value!r}")
+    return value
+
+
 def string_map(value: Any, key: str = "") -> dict[str, str]:
     if not isinstance(value, dict):
         raise _Invalid(f"must be an object, got {_describe(value)}")
@@ -429,6 +478,7 @@ def parse_pool(data: Any, file: str) -> PoolConfig:
     docker = DockerConfig(
         socket=s.value("socket", docker_url, required=False, default=DockerConfig.socket),
         containers=s.value("containers", string_map, required=False, default={}),
+        enabled=s.value("enabled", boolean, required=False, default=True),
     )
     s.done()
     root.done()
@@ -444,6 +494,7 @@ def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
         spool_dir=s.value("spoolDir", absolute_path),
         spool_max_batches=s.value("spoolMaxBatches", number(1, 10_000_000, integer=True), required=False,
                                   default=DEFAULT_SPOOL_MAX_BATCHES),
+        state_dir=s.value("stateDir", absolute_path, required=False),
     )
     s.done()
 
@@ -452,6 +503,8 @@ def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
         collect_seconds=s.value("collectSeconds", number(1, 3600, integer=True), required=False, default=15),
         component_sizes_seconds=s.value("componentSizesSeconds", number(10, 86400, integer=True),
                                         required=False, default=300),
+        collector_timeout_seconds=s.value("collectorTimeoutSeconds", number(0.1, 3600), required=False,
+                                          default=DEFAULT_COLLECTOR_TIMEOUT_SECONDS),
     )
     s.done()
 
@@ -473,8 +526,31 @@ def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
                                             f"({thresholds.disk_critical_percent:g}), "
                                             f"got {thresholds.disk_warning_percent:g}")
     s.done()
+
+    s = root.section("host", required=False)
+    host = HostConfig(
+        exclude_interfaces=s.list("excludeInterfaces", name_pattern, default=DEFAULT_EXCLUDE_INTERFACES),
+        exclude_disk_devices=s.list("excludeDiskDevices", name_pattern, default=DEFAULT_EXCLUDE_DISK_DEVICES),
+    )
+    s.done()
+
+    collectors: dict[str, CollectorSettings] = {}
+    s = root.section("collectors", required=False)
+    for name in list(s.data):
+        if name not in COLLECTOR_NAMES:
+            continue  # reported as unknown by done()
+        c = s.section(name)
+        collectors[name] = CollectorSettings(
+            enabled=c.value("enabled", boolean, required=False, default=True),
+            every_seconds=c.value("everySeconds", number(1, 86400, integer=True), required=False),
+            timeout_seconds=c.value("timeoutSeconds", number(0.1, 3600), required=False),
+        )
+        c.done()
+    s.known += list(COLLECTOR_NAMES)
+    s.done()
     root.done()
-    return MonitoringConfig(agent=agent, intervals=intervals, mounts=mounts, thresholds=thresholds)
+    return MonitoringConfig(agent=agent, intervals=intervals, mounts=mounts, thresholds=thresholds, host=host,
+                            collectors=collectors)
 
 
 def read_json(path: Path, env: dict[str, str]) -> Any:

@@ -214,6 +214,103 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "poolwarden_node_difficulty": ("difficulty", (), "difficulty of the best full block"),
     "poolwarden_node_is_mining": ("bool", (), "1 if the node has mining enabled"),
     "poolwarden_node_last_message_age_seconds": ("seconds", (), "time since the last P2P message"),
+    "poolwarden_node_tip_timestamp_seconds": ("unix time", (), "timestamp of the node's newest header"),
+    "poolwarden_node_tip_age_seconds": ("seconds", (), "age of the node's newest header (chain tip)"),
+    # agent itself: heartbeat and its own cost
+    "poolwarden_agent_heartbeat_timestamp_seconds": (
+        "unix time", (), "when this batch was built; sent every cycle even if every collector fails"),
+    "poolwarden_agent_cycle_seconds": ("seconds", (), "wall time the last collection cycle took"),
+    "poolwarden_agent_resident_memory_bytes": ("bytes", (), "the agent's resident memory (RSS)"),
+    "poolwarden_agent_cpu_seconds_total": ("seconds", (), "CPU time the agent used since it started"),
+    # host: disk percent, where each component lives
+    "poolwarden_disk_used_percent": (
+        "percent", ("mount", "device", "fstype"), "used / (used + available) * 100, as df shows it"),
+    "poolwarden_component_mount_info": (
+        "info", ("component", "path", "mount"), "always 1; the mount point a component's directory lives on"),
+    # host: per core CPU, network and disk I/O rates
+    "poolwarden_cpu_core_usage_percent": ("percent", ("core",), "CPU busy over the last interval, one core"),
+    "poolwarden_cpu_iowait_percent": ("percent", (), "CPU time waiting for I/O over the last interval, all cores"),
+    "poolwarden_memory_used_percent": ("percent", (), "memory in use, (total - available) / total * 100"),
+    "poolwarden_net_receive_bytes_per_second": ("bytes/s", ("interface",), "bytes received per second"),
+    "poolwarden_net_transmit_bytes_per_second": ("bytes/s", ("interface",), "bytes sent per second"),
+    "poolwarden_net_errors_per_second": (
+        "errors/s", ("interface",), "receive + transmit errors and drops per second"),
+    "poolwarden_diskio_read_bytes_per_second": ("bytes/s", ("device",), "bytes read per second"),
+    "poolwarden_diskio_write_bytes_per_second": ("bytes/s", ("device",), "bytes written per second"),
+    "poolwarden_diskio_reads_per_second": ("IOPS", ("device",), "read operations per second"),
+    "poolwarden_diskio_writes_per_second": ("IOPS", ("device",), "write operations per second"),
+    "poolwarden_diskio_busy_percent": ("percent", ("device",), "time the device was busy with I/O"),
+    # components: Ergo data split, logs, backups
+    "poolwarden_log_file_size_bytes": ("bytes", ("path", "file"), "size of an active (not rotated) log file"),
+    "poolwarden_log_rotated_files": ("count", ("path",), "rotated log files in a log directory"),
+    "poolwarden_log_newest_rotated_age_seconds": (
+        "seconds", ("path",), "age of the newest rotated log file (absent when none)"),
+    "poolwarden_log_rotation_configured": (
+        "bool", ("path",), "1 if rotated files exist or a logrotate configuration names the directory"),
+    "poolwarden_backup_files": ("count", ("path",), "files in the backup directory"),
+    "poolwarden_backup_newest_age_seconds": ("seconds", ("path",), "age of the newest file in the backup directory"),
+    # Miningcore /metrics
+    "poolwarden_pool_valid_shares_per_second": (
+        "shares/s", ("pool",), "valid shares per second, from miningcore_valid_shares_total"),
+    "poolwarden_pool_invalid_shares_per_second": (
+        "shares/s", ("pool",), "invalid shares per second, from miningcore_invalid_shares_total"),
+    "poolwarden_pool_invalid_share_ratio": (
+        "ratio", ("pool",), "invalid / all shares over the last interval (absent when no share arrived)"),
+    "poolwarden_pool_valid_shares_total": ("count", ("pool",), "Miningcore's valid share counter (resets on restart)"),
+    "poolwarden_pool_invalid_shares_total": (
+        "count", ("pool",), "Miningcore's invalid share counter (resets on restart)"),
+    "poolwarden_pool_connections": ("count", ("pool",), "open stratum connections"),
+    "poolwarden_pool_submit_seconds": (
+        "seconds", ("pool",), "mean mining.submit handling time over the last interval"),
+    "poolwarden_miningcore_start_time_seconds": ("unix time", (), "when the Miningcore process started"),
+    "poolwarden_miningcore_resident_memory_bytes": ("bytes", (), "Miningcore's working set"),
+    "poolwarden_miningcore_metrics_response_seconds": ("seconds", (), "time Miningcore's /metrics took to answer"),
+    # pool events reader
+    "poolwarden_pool_events_read_total": (
+        "count", ("pool", "kind"), "block/payment events the agent emitted since it started"),
+    "poolwarden_pool_pending_blocks": ("count", ("pool",), "pool blocks still pending confirmation"),
+    # PostgreSQL (Miningcore's database)
+    "poolwarden_postgres_up": ("bool", (), "1 if Miningcore's PostgreSQL answered"),
+    "poolwarden_postgres_response_seconds": ("seconds", (), "time the health queries took"),
+    "poolwarden_postgres_connections": ("count", (), "client connections to the server"),
+    "poolwarden_postgres_max_connections": ("count", (), "the server's max_connections"),
+    "poolwarden_postgres_longest_query_seconds": ("seconds", (), "age of the longest running active query (0: none)"),
+    "poolwarden_postgres_longest_transaction_seconds": (
+        "seconds", (), "age of the oldest open transaction (blocks vacuum; 0: none)"),
+    "poolwarden_postgres_database_size_bytes": ("bytes", ("database",), "pg_database_size of Miningcore's database"),
+    "poolwarden_postgres_table_size_bytes": (
+        "bytes", ("table",), "pg_total_relation_size: table, indexes and TOAST"),
+    "poolwarden_postgres_table_live_rows": ("count", ("table",), "estimated live rows (n_live_tup)"),
+    "poolwarden_postgres_table_dead_rows": ("count", ("table",), "dead rows waiting for vacuum (n_dead_tup)"),
+    "poolwarden_postgres_table_last_vacuum_timestamp_seconds": (
+        "unix time", ("table",), "last vacuum or autovacuum of the table (absent: never)"),
+    # Docker containers
+    "poolwarden_container_running": ("bool", ("container",), "1 if the container is running"),
+    "poolwarden_container_status_info": (
+        "info", ("container", "state", "health", "image"), "always 1; labels carry state and health"),
+    "poolwarden_container_healthy": ("bool", ("container",), "1 healthy, 0 otherwise (only with a healthcheck)"),
+    "poolwarden_container_cpu_percent": ("percent", ("container",), "CPU use over the last interval, 100 = one core"),
+    "poolwarden_container_memory_usage_bytes": ("bytes", ("container",), "memory in use minus page cache"),
+    "poolwarden_container_memory_limit_bytes": ("bytes", ("container",), "memory limit (host memory when none)"),
+    "poolwarden_container_network_receive_bytes_per_second": ("bytes/s", ("container",), "bytes received per second"),
+    "poolwarden_container_network_transmit_bytes_per_second": ("bytes/s", ("container",), "bytes sent per second"),
+    "poolwarden_container_blkio_read_bytes_per_second": ("bytes/s", ("container",), "block device reads per second"),
+    "poolwarden_container_blkio_write_bytes_per_second": (
+        "bytes/s", ("container",), "block device writes per second"),
+    "poolwarden_container_restart_count": (
+        "count", ("container",), "Docker's RestartCount: restart-policy restarts since creation"),
+    "poolwarden_container_restarts_observed_total": (
+        "count", ("container",), "(re)starts the agent saw since it started, manual restarts included"),
+    "poolwarden_container_oom_killed": ("bool", ("container",), "1 if the container's last exit was an OOM kill"),
+    "poolwarden_container_oom_kills_observed_total": (
+        "count", ("container",), "OOM kills the agent saw since it started"),
+    "poolwarden_container_uptime_seconds": ("seconds", ("container",), "time since the container (re)started"),
+    # Docker disk usage
+    "poolwarden_docker_images_size_bytes": ("bytes", (), "all images on disk (shared layers counted once)"),
+    "poolwarden_docker_images": ("count", (), "images on disk"),
+    "poolwarden_container_rw_size_bytes": ("bytes", ("container",), "the container's writable layer"),
+    "poolwarden_docker_volume_size_bytes": ("bytes", ("volume",), "a local volume's size"),
+    "poolwarden_docker_build_cache_bytes": ("bytes", (), "build cache on disk"),
 }
 
 

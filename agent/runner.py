@@ -12,6 +12,7 @@ from collections.abc import Callable
 import psutil
 
 from agent.collectors import BackgroundCollector, Collector, build_collectors, run_collector
+from agent.collectors.base import CollectorResult, Scheduled, Scheduler
 from agent.config import Config
 from agent.contract import Batch, Event, Sample
 from agent.publisher import Publisher, Spool
@@ -31,25 +32,53 @@ def agent_version() -> str:
 class Agent:
     """Collect → batch → publish. ``publisher`` None means "build batches only" (``--print``).
 
-    The slow component-size collector runs in a background thread (``background=True``); each of
-    its results, stamped with when it was measured, rides along in the next batch once. With
-    ``background=False`` (``--once``) it runs inline.
+    The fast collectors run concurrently each cycle, each at its own cadence and within its own
+    time bound (``Scheduler``): one that hangs is reported down and never delays the batch. The
+    slow ones (directory and Docker disk sizes) run in background threads
+    (``background=True``); each of their results, stamped with when it was measured, rides along
+    in the next batch once. With ``background=False`` (``--once``) they run inline.
+
+    Every batch carries ``poolwarden_agent_heartbeat_timestamp_seconds``, so the panel can tell a
+    silent host from one whose collectors all fail.
     """
 
-    def __init__(self, config: Config, fast: list[Collector], slow: Collector | None,
+    def __init__(self, config: Config, fast: list[Collector], slow: Collector | list[Collector] | None,
                  publisher: Publisher | None = None, background: bool = True):
         self.config = config
         self.host = config.host
         self.fast = fast
-        self.slow = slow
+        self.slow: list[Collector] = [] if slow is None else (list(slow) if isinstance(slow, list) else [slow])
         self.publisher = publisher
         self.version = agent_version()
         self.seq = 0
         self.interval = float(config.monitoring.intervals.collect_seconds)
-        self.started_at = psutil.Process().create_time()
-        self.background: BackgroundCollector | None = None
-        if slow is not None and background:
-            self.background = BackgroundCollector(slow, config.monitoring.intervals.component_sizes_seconds).start()
+        self.process = psutil.Process()
+        self.started_at = self.process.create_time()
+        self.scheduler = Scheduler([self._scheduled(c) for c in fast])
+        self.backgrounds: list[BackgroundCollector] = []
+        self._ran: list[Collector] = []
+        if background:
+            sizes_every = config.monitoring.intervals.component_sizes_seconds
+            self.backgrounds = [BackgroundCollector(c, self._every(c, sizes_every)).start() for c in self.slow]
+
+    def _every(self, collector: Collector, default: float) -> float:
+        settings = self.config.monitoring.collectors.get(collector.name)
+        if settings is not None and settings.every_seconds is not None:
+            return float(settings.every_seconds)
+        return float(collector.every if collector.every is not None else default)
+
+    def _scheduled(self, collector: Collector) -> Scheduled:
+        intervals = self.config.monitoring.intervals
+        settings = self.config.monitoring.collectors.get(collector.name)
+        timeout = intervals.collector_timeout_seconds
+        if settings is not None and settings.timeout_seconds is not None:
+            timeout = settings.timeout_seconds
+        return Scheduled(collector, every=self._every(collector, 0.0), timeout=float(timeout))
+
+    @property
+    def background(self) -> BackgroundCollector | None:
+        """The first background collector (the component sizes), for older callers."""
+        return self.backgrounds[0] if self.backgrounds else None
 
     @classmethod
     def from_config(cls, config: Config, publish: bool = True, background: bool = True) -> Agent:
@@ -71,26 +100,63 @@ class Agent:
         )
 
     def cycle(self) -> Batch:
-        """Run every collector once and return the batch (not yet published)."""
+        """Run every due collector once and return the batch (not yet published). Never raises:
+        whatever fails, a batch with the heartbeat goes out."""
         ts = time.time()
+        start = time.perf_counter()
         samples: list[Sample] = []
-        for collector in self.fast:
-            samples += run_collector(collector).all_samples()
-        if self.background is not None:
-            if self.seq == 0:
-                self.background.wait_first(min(5.0, self.interval / 2))
-            result = self.background.take()
-            if result is not None:
+        events = [self.started_event()] if self.seq == 0 else []
+        try:
+            results: list[CollectorResult] = [r for _item, r in self.scheduler.run_cycle()]
+            if self.backgrounds:
+                if self.seq == 0:
+                    deadline = time.monotonic() + min(5.0, self.interval / 2)
+                    for bg in self.backgrounds:
+                        bg.wait_first(max(deadline - time.monotonic(), 0.0))
+                for bg in self.backgrounds:
+                    result = bg.take()
+                    if result is not None:
+                        results.append(result)
+                    elif bg.running_since is not None and time.time() - bg.running_since > max(bg.every, 600):
+                        results.append(CollectorResult(bg.name, [], False, time.time() - bg.running_since,
+                                                       "still running", ts))
+            else:
+                results += [run_collector(c) for c in self.slow]
+            for result in results:
                 samples += result.all_samples()
-        elif self.slow is not None:
-            samples += run_collector(self.slow).all_samples()
+                events += result.events
+            self._ran = [c for c in [*self.fast, *self.slow] if c.name in {r.name for r in results if r.ok or r.events}]
+        except Exception as exc:  # a bug here must still let the heartbeat out
+            log.exception("collection cycle failed: %s", exc)
         samples.append(Sample("poolwarden_agent_info", 1.0, {"version": self.version}))
         if self.publisher is not None:
             samples += [Sample("poolwarden_spool_batches", float(len(self.publisher.spool))),
                         Sample("poolwarden_spool_dropped_total", float(self.publisher.spool.dropped))]
-        events = [self.started_event()] if self.seq == 0 else []
+        samples += self.self_samples(ts, time.perf_counter() - start)
         self.seq += 1
         return Batch(ts=ts, samples=samples, events=events, seq=self.seq, agent_version=self.version)
+
+    def self_samples(self, ts: float, cycle_seconds: float) -> list[Sample]:
+        out = [Sample("poolwarden_agent_heartbeat_timestamp_seconds", round(ts, 3)),
+               Sample("poolwarden_agent_cycle_seconds", round(cycle_seconds, 6))]
+        try:
+            with self.process.oneshot():
+                cpu = self.process.cpu_times()
+                rss = self.process.memory_info().rss
+            out += [Sample("poolwarden_agent_resident_memory_bytes", float(rss)),
+                    Sample("poolwarden_agent_cpu_seconds_total", round(cpu.user + cpu.system, 3))]
+        except psutil.Error:
+            pass
+        return out
+
+    def commit(self, persist: bool = True) -> None:
+        """The last batch is safe (in Redis or the spool): let event readers move their cursors."""
+        for collector in self._ran:
+            try:
+                collector.commit() if persist else collector.commit_memory()
+            except Exception as exc:  # a cursor that cannot be saved is read again: duplicates, not losses
+                log.error("collector %s: cannot save its cursor: %s", collector.name, exc)
+        self._ran = []
 
     def run(self, cycles: int | None, interval: float, stop: threading.Event,
             on_batch: Callable[[Batch], None] | None = None) -> int:
@@ -105,9 +171,12 @@ class Agent:
                     sent = self.publisher.publish(batch)
                     log.info("batch %d: %d samples %s", batch.seq, len(batch.samples),
                              "sent" if sent else f"spooled ({len(self.publisher.spool)} waiting)")
+                    self.commit()
                 except OSError as exc:  # Redis down and the spool not writable (disk full?)
                     log.error("batch %d lost: Redis unreachable and the spool in %s is not writable: %s",
                               batch.seq, self.publisher.spool.dir, exc)
+            else:
+                self.commit(persist=False)  # --print: never move the cursors on disk
             if on_batch is not None:
                 on_batch(batch)
             done += 1
@@ -118,11 +187,12 @@ class Agent:
         return done
 
     def close(self) -> None:
-        if self.background is not None:
-            self.background.stop()
-        else:
-            if self.slow is not None:
-                self.slow.close()
+        for bg in self.backgrounds:
+            bg.stop()
+        if not self.backgrounds:
+            for collector in self.slow:
+                collector.close()
+        self.scheduler.close()
         for collector in self.fast:
             collector.close()
         if self.publisher is not None:

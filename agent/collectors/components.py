@@ -6,11 +6,14 @@ background thread every ``intervals.componentSizesSeconds`` (see ``BackgroundCol
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import re
 import stat
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.collectors.base import Collector, CollectorFailed
 from agent.contract import Sample
@@ -25,11 +28,13 @@ class DirSize:
     bytes: int = 0
     files: int = 0
     errors: int = 0
+    top: dict[str, int] = field(default_factory=dict)  # bytes per top-level entry (when asked)
 
 
-def directory_size(root: str) -> DirSize:
+def directory_size(root: str, split: bool = False) -> DirSize:
     """Allocated bytes under ``root`` like ``du -s``: st_blocks * 512, each hard-linked inode once,
     symlinks never followed (the link itself counts). Unreadable entries are skipped and counted.
+    With ``split``, ``top`` holds the bytes under each top-level entry too (one walk for both).
 
     Raises FileNotFoundError / NotADirectoryError if ``root`` is not a directory.
     """
@@ -38,9 +43,11 @@ def directory_size(root: str) -> DirSize:
         raise NotADirectoryError(root)
     size = DirSize(bytes=top.st_blocks * 512)
     seen: set[tuple[int, int]] = set()
-    stack = [root]
+    stack: list[tuple[str, str]] = [(root, "")]
+    S_ISDIR = stat.S_ISDIR  # noqa: N806 - local alias: this loop runs once per file
     while stack:
-        path = stack.pop()
+        path, owner = stack.pop()
+        subtotal = 0
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
@@ -49,18 +56,102 @@ def directory_size(root: str) -> DirSize:
                     except OSError:
                         size.errors += 1
                         continue
-                    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                    is_dir = S_ISDIR(st.st_mode)
+                    if st.st_nlink > 1 and not is_dir:
                         inode = (st.st_dev, st.st_ino)
                         if inode in seen:
                             continue
                         seen.add(inode)
-                    size.bytes += st.st_blocks * 512
+                    blocks = st.st_blocks * 512
                     size.files += 1
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(entry.path)
+                    if split and not owner:
+                        size.top[entry.name] = size.top.get(entry.name, 0) + blocks
+                        if is_dir:
+                            stack.append((entry.path, entry.name))
+                        size.bytes += blocks
+                        continue
+                    subtotal += blocks
+                    if is_dir:
+                        stack.append((entry.path, owner))
         except OSError:
             size.errors += 1
+        size.bytes += subtotal
+        if split and owner:
+            size.top[owner] += subtotal
     return size
+
+
+def mount_point(path: str) -> str:
+    """The mount point holding ``path`` (walks up to the nearest one)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+# Rotated log names: app.log.1, app.log.2.gz, app-2025-06-01.log(.gz), app.log-20250601, ergo-2025-06-10.3.log.gz
+_ROTATED = re.compile(r"(\.\d+(\.(gz|xz|bz2|zst|lz4))?$)|(\.(gz|xz|bz2|zst|lz4|zip)$)|(\d{4}-?\d{2}-?\d{2})")
+LOGROTATE_CONFIGS = ("/etc/logrotate.conf", "/etc/logrotate.d/*")
+
+
+def is_rotated(name: str) -> bool:
+    return bool(_ROTATED.search(name))
+
+
+@dataclass
+class LogDir:
+    active: dict[str, int] = field(default_factory=dict)  # relative name -> bytes
+    rotated: int = 0
+    newest_rotated_mtime: float | None = None
+
+
+def scan_log_dir(root: str, max_depth: int = 2) -> LogDir:
+    """Active log files (``*.log``, ``*.txt``, ``*.out``, ``*.err`` not matching a rotated name) and
+    rotated ones, ``max_depth`` levels down (``logs/nginx/access.log``)."""
+    out = LogDir()
+    stack = [(root, 0)]
+    while stack:
+        path, depth = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if depth + 1 < max_depth:
+                        stack.append((entry.path, depth + 1))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            rel = os.path.relpath(entry.path, root)
+            if is_rotated(entry.name):
+                out.rotated += 1
+                if out.newest_rotated_mtime is None or st.st_mtime > out.newest_rotated_mtime:
+                    out.newest_rotated_mtime = st.st_mtime
+            elif entry.name.endswith((".log", ".txt", ".out", ".err")):
+                out.active[rel] = st.st_size
+    return out
+
+
+def logrotate_names(directory: str, configs: Sequence[str] = LOGROTATE_CONFIGS) -> bool:
+    """True if a logrotate configuration mentions ``directory``."""
+    needle = directory.rstrip("/") + "/"
+    for pattern in configs:
+        for name in glob.glob(pattern):
+            try:
+                with open(name, encoding="utf-8", errors="replace") as f:
+                    if needle in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 class ComponentSizeCollector(Collector):
@@ -77,18 +168,24 @@ class ComponentSizeCollector(Collector):
     """
 
     name = "components"
-    METRICS = (METRIC,)
+    METRICS = (METRIC, "poolwarden_component_mount_info", "poolwarden_log_file_size_bytes",
+               "poolwarden_log_rotated_files", "poolwarden_log_newest_rotated_age_seconds",
+               "poolwarden_log_rotation_configured", "poolwarden_backup_files", "poolwarden_backup_newest_age_seconds")
+    ERGO_PARTS = ("history", "state")  # the rest (snapshots, peers, wallet) is ergoNode.other
 
     def __init__(self, database_dsn: str | None = None, ergo_data_dir: str | None = None,
-                 log_dirs: Sequence[str] = (), backup_dir: str | None = None, connect_timeout: float = 5.0):
+                 log_dirs: Sequence[str] = (), backup_dir: str | None = None, connect_timeout: float = 5.0,
+                 extra_dirs: Sequence[tuple[str, str]] = (), logrotate_configs: Sequence[str] = LOGROTATE_CONFIGS):
         self.database_dsn = database_dsn
         self.connect_timeout = connect_timeout
+        self.logrotate_configs = tuple(logrotate_configs)
         self.dirs: list[tuple[str, str]] = []
         if ergo_data_dir:
             self.dirs.append(("ergoNode", ergo_data_dir))
         self.dirs += [("logs", d) for d in dict.fromkeys(log_dirs)]
         if backup_dir:
             self.dirs.append(("backups", backup_dir))
+        self.extra_dirs = list(extra_dirs)  # (component, path): mount info only (e.g. the spool)
 
     def collect(self) -> list[Sample]:
         samples: list[Sample] = []
@@ -98,9 +195,10 @@ class ComponentSizeCollector(Collector):
                 samples.append(self.database_size())
             except Exception as exc:  # psycopg errors, bad DSN: report, keep the directory sizes
                 failure = f"Miningcore database size: {describe_db_error(exc)}"
+        now = time.time()
         for component, path in self.dirs:
             try:
-                size = directory_size(path)
+                size = directory_size(path, split=component == "ergoNode")
             except FileNotFoundError:
                 log.warning("components: %s directory %s does not exist; no size reported", component, path)
                 continue
@@ -111,9 +209,56 @@ class ComponentSizeCollector(Collector):
                 log.info("components: %d entries under %s could not be read (size is a lower bound)",
                          size.errors, path)
             samples.append(Sample(METRIC, float(size.bytes), {"component": component, "path": path}))
+            samples.append(Sample("poolwarden_component_mount_info", 1.0,
+                                  {"component": component, "path": path, "mount": mount_point(path)}))
+            if component == "ergoNode":
+                parts = {p: size.top.get(p, 0) for p in self.ERGO_PARTS}
+                other = size.bytes - sum(parts.values())
+                for part, value in [*parts.items(), ("other", other)]:
+                    samples.append(Sample(METRIC, float(value), {"component": f"ergoNode.{part}",
+                                                                 "path": os.path.join(path, part) if part != "other"
+                                                                 else path}))
+            elif component == "logs":
+                samples += self.log_samples(path, now)
+            elif component == "backups":
+                samples += self.backup_samples(path, now)
+        for component, path in self.extra_dirs:
+            if os.path.isdir(path):
+                samples.append(Sample("poolwarden_component_mount_info", 1.0,
+                                      {"component": component, "path": path, "mount": mount_point(path)}))
         if failure:
             raise CollectorFailed(failure, samples)
         return samples
+
+    def log_samples(self, path: str, now: float) -> list[Sample]:
+        scan = scan_log_dir(path)
+        labels = {"path": path}
+        out = [Sample("poolwarden_log_file_size_bytes", float(size), {"path": path, "file": name})
+               for name, size in sorted(scan.active.items())]
+        out.append(Sample("poolwarden_log_rotated_files", float(scan.rotated), labels))
+        if scan.newest_rotated_mtime is not None:
+            out.append(Sample("poolwarden_log_newest_rotated_age_seconds",
+                              round(max(now - scan.newest_rotated_mtime, 0.0), 3), labels))
+        configured = scan.rotated > 0 or logrotate_names(path, self.logrotate_configs)
+        out.append(Sample("poolwarden_log_rotation_configured", 1.0 if configured else 0.0, labels))
+        return out
+
+    @staticmethod
+    def backup_samples(path: str, now: float) -> list[Sample]:
+        files, newest = 0, None
+        for dirpath, _dirs, names in os.walk(path):
+            for name in names:
+                try:
+                    mtime = os.stat(os.path.join(dirpath, name), follow_symlinks=False).st_mtime
+                except OSError:
+                    continue
+                files += 1
+                newest = mtime if newest is None else max(newest, mtime)
+        out = [Sample("poolwarden_backup_files", float(files), {"path": path})]
+        if newest is not None:
+            out.append(Sample("poolwarden_backup_newest_age_seconds", round(max(now - newest, 0.0), 3),
+                              {"path": path}))
+        return out
 
     def database_size(self) -> Sample:
         import psycopg

@@ -56,6 +56,8 @@ class ErgoNodeCollector(Collector):
         "poolwarden_node_sync_lag_blocks",
         "poolwarden_node_is_mining",
         "poolwarden_node_last_message_age_seconds",
+        "poolwarden_node_tip_timestamp_seconds",
+        "poolwarden_node_tip_age_seconds",
     )
 
     def __init__(self, session: requests.Session, url: str, api_key: str | None = None, timeout: float = 5.0):
@@ -63,6 +65,7 @@ class ErgoNodeCollector(Collector):
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.tip: tuple[float, float] | None = None  # (headersHeight, newest header's timestamp ms)
 
     def collect(self) -> list[Sample]:
         url = f"{self.url}/info"
@@ -85,7 +88,33 @@ class ErgoNodeCollector(Collector):
         except ValueError as exc:
             raise CollectorFailed(f"Ergo node at {url} answered with an unreadable body ({exc}): "
                                   f"{short_body(response)}", [down, timing]) from None
-        return [Sample("poolwarden_node_up", 1.0), timing, *info_samples(info, time.time() * 1000)]
+        samples = [Sample("poolwarden_node_up", 1.0), timing, *info_samples(info, time.time() * 1000)]
+        return samples + self.tip_samples(headers, samples, as_number(info.get("headersHeight")))
+
+    def tip_samples(self, headers: dict[str, str], samples: list[Sample], height: float | None) -> list[Sample]:
+        """Age of the newest header from ``/blocks/lastHeaders/1``, asked only when the headers
+        height moved since the last ask (the age of an unchanged tip is computed). A failure here
+        keeps the /info samples and marks the collector down."""
+        if height is not None and self.tip is not None and self.tip[0] == height:
+            stamp = self.tip[1]
+            return [Sample("poolwarden_node_tip_timestamp_seconds", stamp / 1000),
+                    Sample("poolwarden_node_tip_age_seconds", round(max(time.time() - stamp / 1000, 0.0), 3))]
+        url = f"{self.url}/blocks/lastHeaders/1"
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout)
+            if response.status_code != 200:
+                raise ValueError(f"HTTP {response.status_code}: {short_body(response)}")
+            body = response.json()
+            stamp = as_number(body[-1].get("timestamp")) if isinstance(body, list) and body else None
+        except requests.RequestException as exc:
+            raise CollectorFailed(f"Ergo node at {url}: {describe_request_error(exc, self.timeout)}", samples) from None
+        except (ValueError, AttributeError) as exc:
+            raise CollectorFailed(f"Ergo node at {url}: {exc}", samples) from None
+        if stamp is None:
+            return []  # no header yet (a node that just started)
+        self.tip = (height, stamp) if height is not None else None
+        return [Sample("poolwarden_node_tip_timestamp_seconds", stamp / 1000),
+                Sample("poolwarden_node_tip_age_seconds", round(max(time.time() - stamp / 1000, 0.0), 3))]
 
     def close(self) -> None:
         self.session.close()

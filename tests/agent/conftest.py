@@ -30,7 +30,10 @@ class FixtureServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 server.requests.append((self.path, dict(self.headers.items())))
-                status, body, ctype = server.routes.get(self.path, (404, "Not found", "text/plain"))
+                route = server.routes.get(self.path) or server.routes.get(self.path.split("?", 1)[0])
+                if callable(route):
+                    route = route(self.path)
+                status, body, ctype = route or (404, "Not found", "text/plain")
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
@@ -67,6 +70,9 @@ def miningcore_server():
     server = FixtureServer()
     server.serve("/api/pools", fixture_text("miningcore/api_pools.json"))
     server.serve("/api/pools/ergo1", fixture_text("miningcore/api_pools_ergo1.json"))
+    server.serve("/api/pools/ergo1/blocks", fixture_text("miningcore/api_pools_ergo1_blocks.json"))
+    server.serve("/api/pools/ergo1/payments", fixture_text("miningcore/api_pools_ergo1_payments.json"))
+    server.serve("/metrics", fixture_text("miningcore/metrics.txt"), content_type="text/plain; version=0.0.4")
     yield server
     server.close()
 
@@ -76,6 +82,7 @@ def ergo_server():
     """An Ergo node answering /info from the fixture."""
     server = FixtureServer()
     server.serve("/info", fixture_text("ergo/info.json"))
+    server.serve("/blocks/lastHeaders/1", json.dumps(json.loads(fixture_text("ergo/blocks_lastHeaders_2.json"))[-1:]))
     yield server
     server.close()
 

@@ -72,9 +72,12 @@ def test_once_print_shows_every_collector_without_redis(pool_env, monkeypatch, c
     assert 'poolwarden_pool_hashrate_hps{pool="ergo1"} 18734562211\n' in out
     assert "poolwarden_node_full_height 1612345\n" in out
     assert "poolwarden_node_difficulty 2404351766609920\n" in out
-    for name in ("disk", "cpu", "memory", "load", "miningcore", "ergo_node"):
+    for name in ("disk", "cpu", "memory", "load", "network", "diskio", "miningcore", "miningcore_metrics",
+                 "pool_events", "ergo_node"):
         assert f'poolwarden_collector_up{{collector="{name}"}} 1\n' in out
-    assert 'poolwarden_collector_up{collector="components"} 0' in out  # DB at port 1: down, dirs still sized
+    for name in ("components", "postgresql", "postgresql_tables"):  # DB at port 1: down, dirs still sized
+        assert f'poolwarden_collector_up{{collector="{name}"}} 0' in out
+    assert "poolwarden_agent_heartbeat_timestamp_seconds " in out
     assert f'poolwarden_component_size_bytes{{component="ergoNode",path="{pool_env["ERGO_NODE_DATA_DIR"]}"}}' in out
     assert not Path(pool_env["POOLWARDEN_SPOOL_DIR"]).exists()  # --print touches neither Redis nor the spool
 
@@ -91,9 +94,13 @@ def test_agent_cycle_batches(pool_env, fresh_db, tmp_path):
     assert first.events[0].id == f"agent_started:pool-cli:{int(agent.started_at * 1000)}"
     assert first.events[0].data["config"]["host"] == "pool-cli"
     ups = {s.labels["collector"]: s.value for s in first.samples if s.name == "poolwarden_collector_up"}
-    assert ups == dict.fromkeys(["disk", "cpu", "memory", "load", "miningcore", "ergo_node", "components"], 1.0)
+    assert ups == {**dict.fromkeys(["disk", "cpu", "memory", "load", "network", "diskio", "miningcore",
+                                    "miningcore_metrics", "pool_events", "ergo_node", "postgresql",
+                                    "postgresql_tables", "components"], 1.0),
+                   "containers": 0.0, "docker_disk": 0.0}  # no Docker Engine at /var/run/docker.sock here
     components = {s.labels["component"] for s in first.samples if s.name == "poolwarden_component_size_bytes"}
-    assert components == {"postgresql", "ergoNode", "logs", "backups"}
+    assert components == {"postgresql", "ergoNode", "ergoNode.history", "ergoNode.state", "ergoNode.other", "logs",
+                          "backups"}
     Batch.from_fields(first.to_fields())  # serialisable (finite values only)
 
 
@@ -122,11 +129,12 @@ def test_collect_cycles_publishes_to_redis(pool_env, redis_url, fresh_db, tmp_pa
     # aligned to the interval: cycles after the first start on whole seconds
     assert all(b.ts % 1 < 0.8 for b in batches[1:])
     components = [s for b in batches for s in b.samples if s.name == "poolwarden_component_size_bytes"]
-    assert {s.labels["component"] for s in components} == {"postgresql", "ergoNode", "logs", "backups"}
-    assert len(components) == 4  # measured once, sent once (next run in componentSizesSeconds)
+    assert {s.labels["component"] for s in components} == {"postgresql", "ergoNode", "ergoNode.history",
+                                                            "ergoNode.state", "ergoNode.other", "logs", "backups"}
+    assert len(components) == 7  # measured once, sent once (next run in componentSizesSeconds)
     log = (tmp_path / "agent.log").read_text()
     assert "agent stopped after 3 batches" in log
-    assert not list(Path(pool_env["POOLWARDEN_SPOOL_DIR"]).iterdir())
+    assert not list(Path(pool_env["POOLWARDEN_SPOOL_DIR"]).glob("*.json"))  # no batch spooled
 
 
 @pytest.mark.slow

@@ -191,3 +191,37 @@ def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path, env={})
     assert str(info.value) == f"{tmp_path}/pool.json: file not found"
+
+
+def test_optional_monitoring_keys_of_issue_4(tmp_path):
+    pool, monitoring = example_config()
+    pool["docker"]["enabled"] = "${DOCKER_ON:-false}"
+    monitoring["agent"]["stateDir"] = "/var/lib/poolwarden-agent/state"
+    monitoring["intervals"]["collectorTimeoutSeconds"] = 4
+    monitoring["host"] = {"excludeInterfaces": ["lo", "veth*", "docker0"], "excludeDiskDevices": ["loop*"]}
+    monitoring["collectors"] = {"diskio": {"enabled": False}, "pool_events": {"everySeconds": 60, "timeoutSeconds": 3}}
+    write_config(tmp_path, pool, monitoring)
+    config = load_config(tmp_path, env={})
+    assert config.pool.docker.enabled is False
+    mon = config.monitoring
+    assert mon.agent.cursor_dir == "/var/lib/poolwarden-agent/state"
+    assert mon.intervals.collector_timeout_seconds == 4
+    assert mon.host.exclude_interfaces == ("lo", "veth*", "docker0")
+    assert not mon.enabled("diskio") and mon.enabled("cpu")
+    assert mon.collectors["pool_events"].every_seconds == 60 and mon.collectors["pool_events"].timeout_seconds == 3
+    assert load_config(EXAMPLE_DIR, env={}).monitoring.agent.cursor_dir == "/var/lib/poolwarden-agent/spool"
+
+
+@pytest.mark.parametrize(("collectors", "message"), [
+    ({"diskoi": {}}, "collectors.diskoi: unknown key (did you mean 'diskio'?)"),
+    ({"cpu": {"enabled": "yes"}}, "collectors.cpu.enabled: must be true or false, got 'yes'"),
+    ({"cpu": {"everySeconds": 0}}, "collectors.cpu.everySeconds: must be at least 1, got 0"),
+    ({"cpu": {"every": 5}}, "collectors.cpu.every: unknown key"),
+])
+def test_collectors_section_is_strict(tmp_path, collectors, message):
+    pool, monitoring = example_config()
+    monitoring["collectors"] = collectors
+    write_config(tmp_path, pool, monitoring)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, env={})
+    assert message in str(err.value)

@@ -37,7 +37,7 @@ def test_disk_reports_each_real_filesystem_once():
     result = run_collector(DiskCollector(psutil, exclude_fs_types=DEFAULT_EXCLUDE_FS_TYPES))
     assert result.ok
     assert names(result.samples) == {"poolwarden_disk_total_bytes", "poolwarden_disk_used_bytes",
-                                     "poolwarden_disk_free_bytes"}
+                                     "poolwarden_disk_free_bytes", "poolwarden_disk_used_percent"}
     mounts = {s.labels["mount"] for s in result.samples}
     assert "/" in mounts or any(os.path.ismount(m) for m in mounts)
     devices = [s.labels["device"] for s in result.samples if s.name == "poolwarden_disk_total_bytes"]
@@ -51,27 +51,32 @@ def test_disk_reports_each_real_filesystem_once():
         usage = psutil.disk_usage("/")
         assert root["poolwarden_disk_total_bytes"] == usage.total
         assert root["poolwarden_disk_used_bytes"] <= usage.total
+        assert abs(root["poolwarden_disk_used_percent"] - usage.used / (usage.used + usage.free) * 100) < 0.01
 
 
 def test_disk_include_lists_only_those_mounts():
     result = run_collector(DiskCollector(psutil, include=["/"]))
     assert {s.labels["mount"] for s in result.samples} == {"/"}
-    assert len(result.samples) == 3
+    assert len(result.samples) == 4
 
 
 def test_cpu_memory_load_emit_exactly_their_metrics():
     cpu = CpuCollector(psutil)
     time.sleep(0.05)
     r = run_collector(cpu)
-    assert r.ok and names(r.samples) == {"poolwarden_cpu_usage_percent", "poolwarden_cpu_count"}
+    assert r.ok and names(r.samples) == {"poolwarden_cpu_usage_percent", "poolwarden_cpu_count",
+                                         "poolwarden_cpu_core_usage_percent", "poolwarden_cpu_iowait_percent"}
     values = {s.name: s.value for s in r.samples}
     assert 0 <= values["poolwarden_cpu_usage_percent"] <= 100
     assert values["poolwarden_cpu_count"] == psutil.cpu_count()
+    cores = [s for s in r.samples if s.name == "poolwarden_cpu_core_usage_percent"]
+    assert [s.labels["core"] for s in cores] == [str(i) for i in range(psutil.cpu_count())]
+    assert all(0 <= s.value <= 100 for s in cores)
 
     r = run_collector(MemoryCollector(psutil))
     assert r.ok and names(r.samples) == {
         "poolwarden_memory_total_bytes", "poolwarden_memory_used_bytes", "poolwarden_memory_available_bytes",
-        "poolwarden_swap_total_bytes", "poolwarden_swap_used_bytes"}
+        "poolwarden_swap_total_bytes", "poolwarden_swap_used_bytes", "poolwarden_memory_used_percent"}
     values = {s.name: s.value for s in r.samples}
     assert values["poolwarden_memory_total_bytes"] == psutil.virtual_memory().total
     assert 0 < values["poolwarden_memory_used_bytes"] < values["poolwarden_memory_total_bytes"]
@@ -145,10 +150,15 @@ def test_components_emit_sizes_and_skip_missing_dirs(fresh_db, tree, tmp_path):
                                        backup_dir=str(tmp_path / "no-backups-yet"))
     result = run_collector(collector)
     assert result.ok, result.error
-    assert names(result.samples) == {"poolwarden_component_size_bytes"}
-    by_key = {(s.labels["component"], s.labels["path"]): s.value for s in result.samples}
+    assert names(result.samples) == {"poolwarden_component_size_bytes", "poolwarden_component_mount_info",
+                                     "poolwarden_log_file_size_bytes", "poolwarden_log_rotated_files",
+                                     "poolwarden_log_rotation_configured"}
+    by_key = {(s.labels["component"], s.labels["path"]): s.value for s in result.samples
+              if s.name == "poolwarden_component_size_bytes"}
     dbname = fresh_db.rsplit("/", 1)[1]
     assert set(by_key) == {("postgresql", f"db:{dbname}"), ("ergoNode", str(tree)),
+                           ("ergoNode.history", f"{tree}/history"), ("ergoNode.state", f"{tree}/state"),
+                           ("ergoNode.other", str(tree)),
                            ("logs", str(logs1)), ("logs", str(logs2))}
     assert by_key[("postgresql", f"db:{dbname}")] > 1_000_000  # an empty database is still several MB
     assert by_key[("ergoNode", str(tree))] == du_bytes(tree)
@@ -162,7 +172,8 @@ def test_components_database_down_keeps_directory_sizes(tree, refused_url):
     result = run_collector(collector)
     assert not result.ok
     assert "PostgreSQL" in result.error
-    assert [(s.labels["component"], s.value) for s in result.samples] == [("ergoNode", du_bytes(tree))]
+    assert [(s.labels["component"], s.value) for s in result.samples
+            if s.name == "poolwarden_component_size_bytes"][0] == ("ergoNode", du_bytes(tree))
 
 
 def test_background_collector_hands_each_result_over_once(tree):
@@ -177,3 +188,61 @@ def test_background_collector_hands_each_result_over_once(tree):
         assert slow.take() is not None
     finally:
         slow.stop()
+
+
+def test_log_rotation_backups_and_mounts(tmp_path):
+    logs, backups = tmp_path / "logs", tmp_path / "backups"
+    (logs / "nginx").mkdir(parents=True)
+    backups.mkdir()
+    (logs / "miningcore.log").write_bytes(b"a" * 5000)
+    (logs / "ergo1.log").write_bytes(b"b" * 300)
+    (logs / "nginx" / "access.log").write_bytes(b"c" * 70)
+    for name, age in (("miningcore.log.1", 3600), ("miningcore.log.2.gz", 90_000), ("api-2025-06-01.log", 7200)):
+        (logs / name).write_bytes(b"old")
+        os.utime(logs / name, (time.time() - age, time.time() - age))
+    (backups / "mc-1.sql.gz").write_bytes(b"x")
+    os.utime(backups / "mc-1.sql.gz", (time.time() - 500, time.time() - 500))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "app.log").write_bytes(b"z")
+    conf = tmp_path / "logrotate.d"
+    conf.mkdir()
+    collector = ComponentSizeCollector(log_dirs=[str(logs), str(bare)], backup_dir=str(backups),
+                                       extra_dirs=[("agentSpool", str(tmp_path))],
+                                       logrotate_configs=[str(conf / "*")])
+    result = run_collector(collector)
+    assert result.ok, result.error
+    by = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in result.samples}
+    logs_l = (("path", str(logs)),)
+    assert by[("poolwarden_log_rotated_files", logs_l)] == 3
+    assert 3500 < by[("poolwarden_log_newest_rotated_age_seconds", logs_l)] < 3700
+    assert by[("poolwarden_log_rotation_configured", logs_l)] == 1
+    assert by[("poolwarden_log_file_size_bytes", (("file", "miningcore.log"), ("path", str(logs))))] == 5000
+    assert by[("poolwarden_log_file_size_bytes", (("file", "nginx/access.log"), ("path", str(logs))))] == 70
+    assert {k[1][0][1] for k in by if k[0] == "poolwarden_log_file_size_bytes" and k[1][1][1] == str(logs)} == {
+        "miningcore.log", "ergo1.log", "nginx/access.log"}
+    bare_l = (("path", str(bare)),)
+    assert by[("poolwarden_log_rotation_configured", bare_l)] == 0  # nothing rotated, no logrotate entry
+    assert ("poolwarden_log_newest_rotated_age_seconds", bare_l) not in by
+    (conf / "pool").write_text(f"{bare}/*.log {{\n  daily\n  copytruncate\n}}\n")
+    again = {(s.name, s.labels.get("path")): s.value for s in run_collector(collector).samples}
+    assert again[("poolwarden_log_rotation_configured", str(bare))] == 1
+    assert by[("poolwarden_backup_files", (("path", str(backups)),))] == 1
+    assert 450 < by[("poolwarden_backup_newest_age_seconds", (("path", str(backups)),))] < 600
+    mounts = {s.labels["component"]: s.labels["mount"] for s in result.samples
+              if s.name == "poolwarden_component_mount_info"}
+    assert set(mounts) == {"logs", "backups", "agentSpool"}
+    assert all(os.path.ismount(m) for m in mounts.values())
+
+
+def test_ergo_data_split_into_history_and_state(tmp_path):
+    ergo = tmp_path / ".ergo"
+    for part, size in (("history", 300_000), ("state", 120_000), ("peers", 8_000)):
+        (ergo / part / "sub").mkdir(parents=True)
+        (ergo / part / "sub" / "data").write_bytes(b"e" * size)
+    result = run_collector(ComponentSizeCollector(ergo_data_dir=str(ergo)))
+    sizes = {s.labels["component"]: s.value for s in result.samples if s.name == "poolwarden_component_size_bytes"}
+    assert sizes["ergoNode.history"] == du_bytes(ergo / "history")
+    assert sizes["ergoNode.state"] == du_bytes(ergo / "state")
+    assert sizes["ergoNode"] == du_bytes(ergo)
+    assert sizes["ergoNode.other"] == sizes["ergoNode"] - sizes["ergoNode.history"] - sizes["ergoNode.state"]

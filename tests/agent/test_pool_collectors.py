@@ -26,7 +26,8 @@ NODE_METRICS = {
     "poolwarden_node_up", "poolwarden_node_response_seconds", "poolwarden_node_full_height",
     "poolwarden_node_headers_height", "poolwarden_node_max_peer_height", "poolwarden_node_sync_lag_blocks",
     "poolwarden_node_peers", "poolwarden_node_mempool_transactions", "poolwarden_node_difficulty",
-    "poolwarden_node_is_mining", "poolwarden_node_last_message_age_seconds",
+    "poolwarden_node_is_mining", "poolwarden_node_last_message_age_seconds", "poolwarden_node_tip_timestamp_seconds",
+    "poolwarden_node_tip_age_seconds",
 }
 
 
@@ -214,4 +215,4 @@ def test_pool_failures_do_not_affect_other_collectors(refused_url, miningcore_se
         MemoryCollector(psutil),
     )]
     assert [r.ok for r in results] == [True, False, True]  # miningcore's fallback worked
-    assert len(results[2].samples) == 5
+    assert len(results[2].samples) == 6
