@@ -20,6 +20,19 @@ from devtools.processes import ManagedProcess, console_script
 from devtools.services import ROOT, RUN_DIR, PrivatePostgres, PrivateRedis, free_port, wait_for_port
 
 PANEL_PORT = 8050  # not one of the deployment's ports (4000, 5444, 8888, 9053, ...)
+DEMO_ADMIN = "admin"
+
+
+def run_panel_command(demo_dir: Path, env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    """Run one `poolwarden-panel` command to completion; its output goes to .run/demo/panel-setup.log."""
+    import subprocess
+
+    with open(demo_dir / "panel-setup.log", "ab") as log:
+        result = subprocess.run([console_script("poolwarden-panel"), *args], input=(stdin or "").encode(),
+                                stdout=log, stderr=log, env={**os.environ, **env}, timeout=120)
+    if result.returncode != 0:
+        tail = (demo_dir / "panel-setup.log").read_text(errors="replace").splitlines()[-10:]
+        raise RuntimeError(f"poolwarden-panel {args[0]} failed:\n" + "\n".join(tail))
 
 
 class Stop(Exception):
@@ -96,20 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(sim)
         urls = sim.read_ready_line(timeout=120)
 
-        secret_file = demo_dir / "secret_key"
-        if not secret_file.exists():
-            secret_file.write_text(secrets.token_hex(32))
+        secrets_key = demo_dir / "secrets.key"
         panel_env = {
             "POOLWARDEN_DATABASE_URL": pw_dsn,
             "POOLWARDEN_REDIS_URL": redis.url,
-            "POOLWARDEN_SECRET_KEY": secret_file.read_text().strip(),
+            "POOLWARDEN_SECRET_KEY": secrets.token_hex(32),
+            "POOLWARDEN_SECRETS_KEY_FILE": str(secrets_key),
+            # The demo serves plain HTTP on loopback: a Secure cookie would never come back.
+            "POOLWARDEN_INSECURE_COOKIES": "1",
         }
+        if not secrets_key.exists():
+            run_panel_command(demo_dir, panel_env, "secrets", "generate-key", "--out", str(secrets_key))
         step("applying the panel's database migrations")
-        migrate = ManagedProcess("migrate", [console_script("poolwarden-panel"), "migrate"],
-                                 demo_dir / "migrate.log", env=panel_env).start()
-        if migrate.proc.wait(timeout=120) != 0:
-            raise RuntimeError("migrations failed:\n" + migrate.tail())
-        migrate.stop()
+        run_panel_command(demo_dir, panel_env, "migrate")
+        admin_password = secrets.token_urlsafe(12)
+        totp_file = demo_dir / "admin-totp-secret"
+        run_panel_command(demo_dir, panel_env, "create-admin", "--username", DEMO_ADMIN, "--password-stdin",
+                          "--totp-secret-out", str(totp_file), "--replace", stdin=admin_password + "\n")
+        totp_secret = totp_file.read_text().strip()
 
         port = args.port or (PANEL_PORT if _port_free(PANEL_PORT) else free_port())
         procs.append(ManagedProcess("engine", [console_script("poolwarden-panel"), "engine"],
@@ -122,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             "POOLWARDEN_HOST": "pool-1",
             "POOLWARDEN_REDIS_URL": redis.url,
             "POOLWARDEN_SPOOL_DIR": str(demo_dir / "agent-spool"),
+            "POOLWARDEN_STATE_DIR": str(demo_dir / "agent-state"),
+            "DOCKER_ENABLED": "false",  # the demo's pool runs in poolsim, not in containers
             "MININGCORE_API_URL": urls["api"],
             "MININGCORE_METRICS_URL": urls["api"] + "/metrics",
             "MININGCORE_DB_DSN": mc_dsn,
@@ -140,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
   poolwarden demo is running.
 
     Panel:            http://127.0.0.1:{port}/
+    Sign in:          user {DEMO_ADMIN}, password {admin_password}
+    TOTP secret:      {totp_secret}
+                      (add it to an authenticator app, or get the current code with
+                       .venv/bin/python -m devtools.totp {totp_file})
     Disk API:         http://127.0.0.1:{port}/api/admin/system/disk
     Simulated pool:   {urls['api']}/api/pools
     Simulated node:   {urls['node']}/info

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,8 +48,7 @@ class PrivateDockerd:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         # exec-root holds containerd's sockets: keep it short (unix socket paths max out at 108 bytes)
-        self.exec_root = Path(f"/tmp/pw-dockerd-{os.getpid()}-{abs(hash(str(self.dir))) % 10**6}")
-        shutil.rmtree(self.exec_root, ignore_errors=True)
+        self.exec_root = Path(tempfile.mkdtemp(prefix="pwd-"))
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
@@ -61,11 +61,9 @@ class PrivateDockerd:
             if self.proc.poll() is not None:
                 raise ServiceError(f"dockerd exited ({self.proc.returncode}):\n{self._tail()}")
             if self.socket.exists():
-                try:
+                with contextlib.suppress(Exception):  # not ready yet
                     self.client().ping()
                     return self
-                except Exception:  # noqa: BLE001 - not ready yet
-                    pass
             time.sleep(0.1)
         self.stop()
         raise ServiceError(f"dockerd did not answer within {timeout:.0f} s:\n{self._tail()}")

@@ -6,12 +6,16 @@ environment file serves them all.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_STALE_AFTER_SECONDS = 60
+DEFAULT_SESSION_IDLE_MINUTES = 30
+DEFAULT_SESSION_MAX_HOURS = 12
 MIN_SECRET_KEY_LENGTH = 16
+TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
 class ConfigError(RuntimeError):
@@ -35,7 +39,36 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REDIS_URL": env.get("POOLWARDEN_REDIS_URL") or None,
         "SECRET_KEY": env.get("POOLWARDEN_SECRET_KEY") or None,
         "STALE_AFTER_SECONDS": stale_after,
+        # Secure cookies unless explicitly turned off for a plain-HTTP loopback demo (tests turn it off too).
+        "SESSION_COOKIE_SECURE": env.get("POOLWARDEN_INSECURE_COOKIES", "").strip().lower() not in TRUE_WORDS,
+        "SESSION_IDLE_MINUTES": _positive_int(env, "POOLWARDEN_SESSION_IDLE_MINUTES", DEFAULT_SESSION_IDLE_MINUTES),
+        "SESSION_MAX_HOURS": _positive_int(env, "POOLWARDEN_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
+        "TRUSTED_PROXIES": parse_networks(env.get("POOLWARDEN_TRUSTED_PROXIES", ""), "POOLWARDEN_TRUSTED_PROXIES"),
     }
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
+def parse_networks(raw: str, name: str) -> list[str]:
+    """CIDRs separated by commas or spaces (a bare address is a /32 or /128), normalised."""
+    networks = []
+    for item in raw.replace(",", " ").split():
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IPv4/IPv6 address or CIDR (e.g. 10.0.0.0/8)") from None
+    return networks
 
 
 def require(config: Mapping[str, Any], *keys: str) -> None:

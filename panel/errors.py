@@ -6,6 +6,7 @@ import logging
 
 import psycopg
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from panel.db import DatabaseUnavailable
@@ -29,6 +30,11 @@ def handle_http_error(exc: HTTPException):
     return error_response(exc.description or exc.name, exc.code or 500)
 
 
+def handle_csrf_error(exc: CSRFError):
+    return error_response(f"The form was not accepted ({exc.description.rstrip('.')}): reload the page and submit "
+                          "it again.", 400)
+
+
 def handle_database_unavailable(exc: DatabaseUnavailable):
     log.error("%s", exc)
     return error_response(str(exc), 503)
@@ -45,6 +51,7 @@ def handle_database_error(exc: psycopg.Error):
 
 
 def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DatabaseUnavailable, handle_database_unavailable)
     app.register_error_handler(psycopg.errors.UndefinedTable, handle_schema_missing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from panel.api.disk import disk_report
+from panel.auth.principal import role_required
 from panel.db import get_db
 from panel.hosts.overview import all_summaries, find_host, list_hosts, load_readings, overview_of
 
@@ -16,6 +17,7 @@ def _stale_after() -> float:
 
 
 @bp.get("/hosts")
+@role_required("viewer")
 def hosts():
     summaries = all_summaries(get_db(), _stale_after())
     return jsonify(hosts=summaries, layout=",".join(h["name"] for h in summaries),
@@ -23,6 +25,7 @@ def hosts():
 
 
 @bp.get("/hosts/<name>/overview")
+@role_required("viewer")
 def host_overview(name: str):
     data = overview_of(get_db(), name, _stale_after())
     if data is None:
@@ -31,6 +34,7 @@ def host_overview(name: str):
 
 
 @bp.get("/admin/system/disk")
+@role_required("viewer")
 def system_disk():
     """Disk usage of ``?host=NAME``; without it, of the only host (400 when there are several)."""
     conn = get_db()

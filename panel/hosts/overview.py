@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from agent.contract import valid_host_name
+
 DISK_WARNING_PERCENT = 80
 DISK_CRITICAL_PERCENT = 90
 # Ergo's headers run ahead of full blocks for a moment after each block: one block is not "behind".
@@ -66,6 +68,8 @@ def list_hosts(conn: psycopg.Connection, stale_after: float) -> list[dict[str, A
 
 
 def find_host(conn: psycopg.Connection, name: str, stale_after: float) -> dict[str, Any] | None:
+    if not valid_host_name(name):  # the engine never stores another name (and PostgreSQL refuses NUL)
+        return None
     row = conn.execute(f"SELECT {HOST_COLUMNS} FROM hosts WHERE name = %s", (name,)).fetchone()
     return host_status(row, stale_after) if row else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template
 
+from panel.auth.principal import role_required
 from panel.db import get_db
 from panel.hosts.formatting import register_filters
 from panel.hosts.overview import all_summaries, overview_of
@@ -13,6 +14,7 @@ register_filters(bp)
 
 
 @bp.get("/")
+@role_required("viewer")
 def index():
     stale_after = current_app.config["STALE_AFTER_SECONDS"]
     hosts = all_summaries(get_db(), stale_after)
@@ -20,6 +22,7 @@ def index():
 
 
 @bp.get("/hosts/<name>")
+@role_required("viewer")
 def overview(name: str):
     data = overview_of(get_db(), name, current_app.config["STALE_AFTER_SECONDS"])
     if data is None:

@@ -106,6 +106,11 @@
     if (document.hidden) return;
     fetch(root.dataset.refreshUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (response) {
+        if (response.status === 401) {
+          // The session ended (idle, 12 h, or "log out everywhere"): sign in again and come back here.
+          window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+          throw new Error("signed out");
+        }
         return response.json().then(function (body) {
           if (!response.ok) throw new Error(body.error || response.statusText);
           return body;

@@ -209,7 +209,7 @@ def test_optional_monitoring_keys_of_issue_4(tmp_path):
     assert mon.host.exclude_interfaces == ("lo", "veth*", "docker0")
     assert not mon.enabled("diskio") and mon.enabled("cpu")
     assert mon.collectors["pool_events"].every_seconds == 60 and mon.collectors["pool_events"].timeout_seconds == 3
-    assert load_config(EXAMPLE_DIR, env={}).monitoring.agent.cursor_dir == "/var/lib/poolwarden-agent/spool"
+    assert load_config(EXAMPLE_DIR, env={}).monitoring.agent.cursor_dir == "/var/lib/poolwarden-agent/state"
 
 
 @pytest.mark.parametrize(("collectors", "message"), [

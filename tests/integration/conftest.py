@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -14,6 +15,55 @@ from devtools.processes import ManagedProcess, console_script
 from devtools.services import ROOT
 
 HOST = "pool-it"
+ADMIN = "admin"
+ADMIN_PASSWORD = "integration-owner-passphrase"
+
+
+def panel_command(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    result = subprocess.run([console_script("poolwarden-panel"), *args], input=stdin, capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=120)
+    assert result.returncode == 0, f"poolwarden-panel {args[0]} failed: {result.stderr}"
+    return result.stdout
+
+
+def totp_code(secret: str, dsn: str, username: str = ADMIN) -> str:
+    """A code the panel will take: each TOTP step signs in once, so wait for a fresh one if needed."""
+    import psycopg
+
+    from tests.panel.auth_helpers import fresh_code
+
+    with psycopg.connect(dsn) as conn:
+        last = conn.execute("SELECT totp_last_step FROM users WHERE username = %s", (username,)).fetchone()[0]
+    return fresh_code(secret, last)
+
+
+def sign_in_http(base: str, stack) -> requests.Session:
+    """A requests session signed in to the panel at ``base`` through its real forms."""
+    from tests.panel.auth_helpers import csrf_token
+
+    admin = stack["admin"]
+    http = requests.Session()
+    page = http.get(f"{base}/login", timeout=10).text
+    step = http.post(f"{base}/login", data={"csrf_token": csrf_token(page), "username": admin["username"],
+                                            "password": admin["password"]}, timeout=10)
+    assert step.url.endswith("/login/code"), step.text[:500]
+    done = http.post(f"{base}/login/code", data={"csrf_token": csrf_token(step.text),
+                                                 "code": totp_code(admin["secret"], stack["pw_dsn"])}, timeout=10)
+    assert done.status_code == 200 and "/login" not in done.url, done.text[:500]
+    return http
+
+
+def sign_in_client(client, stack) -> None:
+    """The same for a Flask test client."""
+    from tests.panel.auth_helpers import csrf_token
+
+    admin = stack["admin"]
+    page = client.get("/login").get_data(as_text=True)
+    step = client.post("/login", data={"csrf_token": csrf_token(page), "username": admin["username"],
+                                       "password": admin["password"]}, follow_redirects=True)
+    done = client.post("/login/code", data={"csrf_token": csrf_token(step.get_data(as_text=True)),
+                                            "code": totp_code(admin["secret"], stack["pw_dsn"])})
+    assert done.status_code == 302 and "/login" not in done.headers["Location"], done.get_data(as_text=True)[:500]
 
 
 @pytest.fixture
@@ -38,16 +88,21 @@ def stack(pg, redis_url, session_dir, tmp_path):
     procs.append(sim)
     urls = sim.read_ready_line(timeout=120)
 
+    from panel.secretbox import encode_key, new_key
+
     panel_env = {"POOLWARDEN_DATABASE_URL": pw_dsn, "POOLWARDEN_REDIS_URL": redis_url,
-                 "POOLWARDEN_SECRET_KEY": "integration-test-secret"}
-    migrate = ManagedProcess("migrate", [console_script("poolwarden-panel"), "migrate"],
-                             tmp_path / "migrate.log", env=panel_env).start()
-    assert migrate.proc.wait(timeout=60) == 0, migrate.tail()
-    migrate.stop()
+                 "POOLWARDEN_SECRET_KEY": "integration-test-secret", "POOLWARDEN_INSECURE_COOKIES": "1",
+                 "POOLWARDEN_SECRETS_KEY": encode_key(new_key())}
+    panel_command(panel_env, "migrate")
+    totp_file = tmp_path / "admin-totp"
+    panel_command(panel_env, "create-admin", "--username", ADMIN, "--password-stdin", "--totp-secret-out",
+                  str(totp_file), stdin=ADMIN_PASSWORD + "\n")
+    admin = {"username": ADMIN, "password": ADMIN_PASSWORD, "secret": totp_file.read_text().strip()}
 
     agent_env = {
         "POOLWARDEN_HOST": HOST, "POOLWARDEN_REDIS_URL": redis_url,
-        "POOLWARDEN_SPOOL_DIR": str(tmp_path / "spool"),
+        "POOLWARDEN_SPOOL_DIR": str(tmp_path / "spool"), "POOLWARDEN_STATE_DIR": str(tmp_path / "state"),
+        "DOCKER_ENABLED": "false",
         "MININGCORE_API_URL": urls["api"], "MININGCORE_METRICS_URL": urls["api"] + "/metrics",
         "MININGCORE_DB_DSN": mc_dsn, "MININGCORE_LOG_DIR": str(logs),
         "ERGO_NODE_URL": urls["node"], "ERGO_NODE_API_KEY": "hello", "ERGO_NODE_DATA_DIR": str(node_data),
@@ -67,8 +122,8 @@ def stack(pg, redis_url, session_dir, tmp_path):
         procs.append(p)
         return p
 
-    yield {"urls": urls, "pw_dsn": pw_dsn, "mc_dsn": mc_dsn, "redis_url": redis_url, "panel_env": panel_env,
-           "run_agent": run_agent, "run_engine": run_engine, "tmp": tmp_path}
+    yield {"urls": urls, "pw_dsn": pw_dsn, "admin": admin, "mc_dsn": mc_dsn, "redis_url": redis_url,
+           "panel_env": panel_env, "run_agent": run_agent, "run_engine": run_engine, "tmp": tmp_path}
     for p in reversed(procs):
         p.stop()
 

@@ -7,10 +7,11 @@ import json
 import os
 import shutil
 
+import psycopg
 import pytest
 
 from devtools.services import free_port, wait_for_port
-from tests.integration.conftest import HOST, control
+from tests.integration.conftest import HOST, control, totp_code, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -46,12 +47,27 @@ def test_overview_numbers_change_live_in_chromium(stack, browser, tmp_path):
                                      "--workers", "1"], tmp_path / "panel.log", env=stack["panel_env"]).start()
     try:
         wait_for_port(port, timeout=30)
+
+        def node_height_stored():
+            with psycopg.connect(stack["pw_dsn"]) as conn:
+                return conn.execute("SELECT 1 FROM latest l JOIN series s ON s.id = l.series_id "
+                                    "WHERE s.name = 'poolwarden_node_full_height'").fetchone()
+        wait_until(node_height_stored, 60, "the first batch to reach the panel's database")
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
 
-        page.goto(f"http://127.0.0.1:{port}/hosts/{HOST}")
+        base = f"http://127.0.0.1:{port}"
+        page.goto(f"{base}/hosts/{HOST}")
+        assert "/login" in page.url  # signed out: the overview sends us to the login
+        page.fill("input[name=username]", stack["admin"]["username"])
+        page.fill("input[name=password]", stack["admin"]["password"])
+        page.click("[type=submit]")
+        page.wait_for_url("**/login/code*")
+        page.fill("input[name=code]", totp_code(stack["admin"]["secret"], stack["pw_dsn"]))
+        page.click("[type=submit]")
+        page.wait_for_url(f"**/hosts/{HOST}")
         page.wait_for_function(
             "p => { const e = document.querySelector(`[data-path='${p}']`); return e && /\\d/.test(e.textContent); }",
             arg=json.dumps(["node", "full_height"]), timeout=30_000)
@@ -61,7 +77,8 @@ def test_overview_numbers_change_live_in_chromium(stack, browser, tmp_path):
         # Ten simulated minutes go by: about five network blocks.
         control(stack, "POST", "/clock/step", seconds=600)
         page.wait_for_function(
-            "([p, old]) => { const e = document.querySelector(`[data-path='${p}']`); return e && e.textContent.trim() !== old; }",
+            "([p, old]) => { const e = document.querySelector(`[data-path='${p}']`); "
+            "return e && e.textContent.trim() !== old; }",
             arg=[json.dumps(["node", "full_height"]), before], timeout=30_000)
         after = _text(page, ["node", "full_height"])
         assert int(after.replace(",", "")) > int(before.replace(",", ""))

@@ -11,10 +11,12 @@ import sys
 import time
 
 import psutil
+import pyotp
 import pytest
 import requests
 
 from devtools.services import ROOT
+from tests.panel.auth_helpers import csrf_token
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +58,7 @@ def test_demo_comes_up_serves_the_pool_and_stops_cleanly(session_dir):
     try:
         url = None
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and url is None:
+        while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
@@ -64,19 +66,33 @@ def test_demo_comes_up_serves_the_pool_and_stops_cleanly(session_dir):
             m = re.search(r"Panel:\s+(http://127\.0\.0\.1:\d+/)", line)
             if m:
                 url = m.group(1)
+            if "Press Ctrl-C" in line:
+                break
         assert url, "the demo never printed the panel's URL:\n" + "".join(output)
 
+        sign_in = re.search(r"Sign in:\s+user (\S+), password (\S+)", "".join(output))
+        secret = re.search(r"TOTP secret:\s+([A-Z2-7]+)", "".join(output))
+        assert sign_in and secret, "the demo did not say how to sign in:\n" + "".join(output)
+        assert requests.get(url + "api/hosts", timeout=5).status_code == 401
+        http = requests.Session()
+        page = http.get(url + "login", timeout=5).text
+        step = http.post(url + "login", data={"csrf_token": csrf_token(page), "username": sign_in[1],
+                                              "password": sign_in[2]}, timeout=10)
+        done = http.post(url + "login/code", data={"csrf_token": csrf_token(step.text),
+                                                   "code": pyotp.TOTP(secret[1]).now()}, timeout=10)
+        assert done.status_code == 200 and "/login" not in done.url, done.text[:300]
+
         def host_reported():
-            r = requests.get(url + "api/hosts", timeout=5)
+            r = http.get(url + "api/hosts", timeout=5)
             return r.status_code == 200 and any(h["name"] == "pool-1" for h in r.json()["hosts"])
 
         deadline = time.monotonic() + 60
         while not host_reported():
             assert time.monotonic() < deadline, "the agent's samples never reached the panel"
             time.sleep(1)
-        disk = requests.get(url + "api/admin/system/disk", timeout=5).json()
+        disk = http.get(url + "api/admin/system/disk", timeout=5).json()
         assert disk["host"] == "pool-1" and disk["total"] > 0
-        page = requests.get(url, timeout=5)
+        page = http.get(url, timeout=5)
         assert page.status_code == 200 and "pool-1" in page.text
 
         pids = _demo_pids(proc.pid, run_dir)

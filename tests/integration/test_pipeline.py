@@ -14,7 +14,7 @@ import redis as redislib
 import requests
 
 from agent.contract import stream_key
-from tests.integration.conftest import HOST, control, stream_batches, wait_until
+from tests.integration.conftest import HOST, control, sign_in_client, stream_batches, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -104,13 +104,15 @@ def test_what_poolsim_reports_arrives_in_postgres_and_the_api(stack):
     from panel import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": stack["pw_dsn"], "REDIS_URL": stack["redis_url"],
-                      "SECRET_KEY": "t"})
+                      "SECRET_KEY": "t", "SECRETS_KEY": stack["panel_env"]["POOLWARDEN_SECRETS_KEY"]})
     client = app.test_client()
+    assert client.get("/api/admin/system/disk").status_code == 401  # nothing without signing in
+    sign_in_client(client, stack)
     disk = client.get("/api/admin/system/disk").get_json()
     assert disk["host"] == HOST
     # ext4 keeps reserved blocks: free is what unprivileged users may still write
     assert disk["total"] >= disk["used"] + disk["free"] > 0
-    assert disk["usagePercent"] == pytest.approx(100 * disk["used"] / disk["total"], abs=0.1)
+    assert disk["usagePercent"] == pytest.approx(100 * disk["used"] / (disk["used"] + disk["free"]), abs=0.1)
     assert disk["components"]["ergoNode"] >= 200_000
     assert disk["components"]["postgresql"] > 0
     overview = client.get(f"/api/hosts/{HOST}/overview")

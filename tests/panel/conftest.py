@@ -1,6 +1,8 @@
-"""Panel fixtures: a migrated database, the app with its client and CLI runner, and batch helpers."""
+"""Panel fixtures: a migrated database, the app with its client and CLI runner, sign-in helpers."""
 
 from __future__ import annotations
+
+import importlib
 
 import psycopg
 import pytest
@@ -8,6 +10,22 @@ import redis
 
 from panel import create_app
 from panel.migrations import apply_migrations
+from tests.panel.auth_helpers import AuthActions
+
+
+@pytest.fixture
+def audited(monkeypatch):
+    """Every record_event call of the test, as dicts (the real audit module still writes its rows)."""
+    audit = importlib.import_module("panel.audit")
+    calls = []
+    real = audit.record_event
+
+    def spy(action, object_type=None, object_id=None, **kwargs):
+        calls.append({"action": action, "object_type": object_type, "object_id": object_id, **kwargs})
+        return real(action, object_type, object_id, **kwargs)
+
+    monkeypatch.setattr(audit, "record_event", spy)
+    return calls
 
 
 @pytest.fixture
@@ -36,6 +54,20 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def auth(app, client, db_url):
+    """``auth.login("alice", "admin")`` signs ``client`` in through the real forms (enrolling TOTP the
+    first time); ``auth.logout()`` signs out. ``auth.other_client()`` is another browser."""
+    return AuthActions(app, client, db_url)
+
+
+@pytest.fixture
+def viewer(auth):
+    """The client signed in as a viewer (what the read-only pages need)."""
+    auth.login("vera", "viewer")
+    return auth
 
 
 @pytest.fixture

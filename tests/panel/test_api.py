@@ -8,6 +8,8 @@ import pytest
 
 from tests.panel.helpers import ingest, pool_host_batch, xadd
 
+pytestmark = pytest.mark.usefixtures("viewer")  # every page and API route needs at least a viewer
+
 GiB = 2**30
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 

@@ -1,4 +1,4 @@
-"""Settings, the secret key rule, loopback-only serving, and the number formats."""
+"""Settings, the secret key rule, serving (and its cookie warning), and the number formats."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ from panel.hosts.formatting import human_age, human_bytes, human_count, human_ha
 from panel.server import bind_address, is_loopback
 
 
+@pytest.fixture(autouse=True)
+def secrets_key(monkeypatch):
+    """Apps built outside TESTING need a secrets key, as a real install has."""
+    from panel.secretbox import encode_key, new_key
+
+    monkeypatch.setenv("POOLWARDEN_SECRETS_KEY", encode_key(new_key()))
+
+
 def test_load_config_reads_the_environment():
     config = load_config({
         "POOLWARDEN_DATABASE_URL": "postgresql://pw@db/pw",
@@ -18,8 +26,42 @@ def test_load_config_reads_the_environment():
         "POOLWARDEN_STALE_AFTER_SECONDS": "90",
     })
     assert config == {"DATABASE_URL": "postgresql://pw@db/pw", "REDIS_URL": "redis://r:6379/0",
-                      "SECRET_KEY": "k" * 32, "STALE_AFTER_SECONDS": 90}
+                      "SECRET_KEY": "k" * 32, "STALE_AFTER_SECONDS": 90,
+                      "SESSION_COOKIE_SECURE": True, "SESSION_IDLE_MINUTES": 30, "SESSION_MAX_HOURS": 12,
+                      "TRUSTED_PROXIES": []}
     assert load_config({})["STALE_AFTER_SECONDS"] == 60
+
+
+def test_load_config_reads_the_security_settings():
+    config = load_config({
+        "POOLWARDEN_INSECURE_COOKIES": "1",
+        "POOLWARDEN_SESSION_IDLE_MINUTES": "10",
+        "POOLWARDEN_SESSION_MAX_HOURS": "4",
+        "POOLWARDEN_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/24 fd00::/8",
+    })
+    assert config["SESSION_COOKIE_SECURE"] is False
+    assert (config["SESSION_IDLE_MINUTES"], config["SESSION_MAX_HOURS"]) == (10, 4)
+    assert config["TRUSTED_PROXIES"] == ["10.0.0.1/32", "192.168.0.0/24", "fd00::/8"]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"POOLWARDEN_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"}, "'proxy.local' is not an IPv4/IPv6 address"),
+    ({"POOLWARDEN_SESSION_IDLE_MINUTES": "half an hour"}, "POOLWARDEN_SESSION_IDLE_MINUTES must be a whole number"),
+    ({"POOLWARDEN_SESSION_MAX_HOURS": "0"}, "POOLWARDEN_SESSION_MAX_HOURS must be greater than 0"),
+])
+def test_bad_security_settings_are_refused(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(env)
+
+
+def test_cookies_are_secure_outside_tests_and_plain_in_tests(monkeypatch):
+    monkeypatch.delenv("POOLWARDEN_INSECURE_COOKIES", raising=False)
+    app = create_app({"SECRET_KEY": "x" * 32, "DATABASE_URL": "postgresql://x@127.0.0.1/pw"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] in ("Lax", "Strict")
+    test_app = create_app({"TESTING": True, "SECRET_KEY": "x" * 32})
+    assert test_app.config["SESSION_COOKIE_SECURE"] is False
 
 
 @pytest.mark.parametrize("value, message", [("soon", "whole number"), ("0", "greater than 0"), ("-5", "greater")])
@@ -59,12 +101,37 @@ def test_bind_address():
     assert bind_address("::1", 8050) == "[::1]:8050"
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "panel.example.org"])
-def test_serve_refuses_non_loopback(runner, host):
-    result = runner.invoke(args=["serve", "--host", host])
-    assert result.exit_code == 2
-    assert f"refusing to listen on {host}" in result.output
-    assert "loopback only" in result.output
+@pytest.fixture
+def served(monkeypatch):
+    """Replace gunicorn by a recorder: which app, host and port serve would have run."""
+    import panel.server
+
+    calls = []
+    monkeypatch.setattr(panel.server, "serve", lambda app, host, port, workers: calls.append((app, host, port)))
+    return calls
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::"])
+def test_serve_beyond_loopback_warns_loudly_without_secure_cookies(runner, served, host):
+    result = runner.invoke(args=["serve", "--host", host])  # the test app has plain (not Secure) cookies
+    assert result.exit_code == 0, result.output
+    assert served and served[0][1] == host
+    assert f"WARNING: listening on {host} with POOLWARDEN_INSECURE_COOKIES=1" in result.output
+    assert "anyone on the network path can steal" in result.output
+
+
+def test_serve_beyond_loopback_with_secure_cookies_only_notes_https(app, runner, served):
+    app.config["SESSION_COOKIE_SECURE"] = True
+    result = runner.invoke(args=["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING" not in result.output
+    assert "browsers sign in only over HTTPS" in result.output
+
+
+def test_serve_on_loopback_does_not_warn(runner, served):
+    result = runner.invoke(args=["serve", "--host", "127.0.0.1"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING" not in result.output
 
 
 @pytest.mark.parametrize("func, value, expected", [
@@ -93,27 +160,51 @@ def test_human_formats(func, value, expected):
 
 
 @pytest.mark.slow
-def test_serve_runs_gunicorn_on_loopback(db_url, redis_url, tmp_path):
+def test_serve_runs_gunicorn_and_the_demo_admin_signs_in(db_url, redis_url, tmp_path):
+    """The console script as the demo runs it: create-admin with an enrolled TOTP, serve, sign in over HTTP."""
     import os
     import signal
     import subprocess
     import sys
 
+    import pyotp
     import requests
 
     from devtools.services import free_port, wait_for_port
+    from panel.secretbox import encode_key, new_key
+    from tests.panel.auth_helpers import csrf_token
 
     port = free_port()
     env = {**os.environ, "POOLWARDEN_DATABASE_URL": db_url, "POOLWARDEN_REDIS_URL": redis_url,
-           "POOLWARDEN_SECRET_KEY": "a-test-secret-of-sufficient-length"}
+           "POOLWARDEN_SECRET_KEY": "a-test-secret-of-sufficient-length", "POOLWARDEN_INSECURE_COOKIES": "1",
+           "POOLWARDEN_SECRETS_KEY": encode_key(new_key())}
+    cli = [sys.executable, "-c", "from panel.cli import main; main()"]
+    secret_file = tmp_path / "totp-secret"
+    made = subprocess.run([*cli, "create-admin", "--username", "demo", "--password-stdin", "--totp-secret-out",
+                           str(secret_file)], input="pool-watcher-1234\n", env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert f"created admin 'demo' with TOTP enrolled; secret written to {secret_file}" in made.stdout
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = secret_file.read_text().strip()
+
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", "from panel.cli import main; main()", "serve", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", "1"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, timeout=30)
         with requests.Session() as http:
-            assert http.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
-            assert "No host has reported yet" in http.get(f"http://127.0.0.1:{port}/", timeout=5).text
+            assert http.get(f"{base}/healthz", timeout=5).json()["status"] == "ok"
+            anonymous = http.get(f"{base}/", timeout=5, allow_redirects=False)
+            assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
+            page = http.get(f"{base}/login", timeout=5).text
+            step = http.post(f"{base}/login", data={"csrf_token": csrf_token(page), "username": "demo",
+                                                    "password": "pool-watcher-1234"}, timeout=10)
+            assert step.url.endswith("/login/code"), step.text[:500]
+            done = http.post(f"{base}/login/code", data={"csrf_token": csrf_token(step.text),
+                                                         "code": pyotp.TOTP(secret).now()}, timeout=10)
+            assert "No host has reported yet" in done.text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

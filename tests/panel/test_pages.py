@@ -8,6 +8,8 @@ import pytest
 
 from tests.panel.helpers import ingest, pool_host_batch, xadd
 
+pytestmark = pytest.mark.usefixtures("viewer")  # every page and API route needs at least a viewer
+
 
 @pytest.fixture
 def reported(runner, rds):

@@ -1,0 +1,1 @@
+"""Admin page for panel accounts: invite, role, TOTP reset, disable/enable."""
