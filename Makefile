@@ -26,5 +26,10 @@ lint:
 bootstrap:
 	@bash devtools/bootstrap.sh test
 
+# Benchmarks (not tests): each prints its figures and the ratio against its reference.
+bench:
+	@bash devtools/bootstrap.sh bench
+	@for b in bench/*.py; do case $$b in */__init__.py) ;; *) echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1;; esac; done
+
 clean:
 	rm -rf .run $(VENV) *.egg-info

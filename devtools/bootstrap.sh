@@ -2,7 +2,8 @@
 # Installs what `make demo` and `make test` need, then the project's virtual environment.
 #
 #   devtools/bootstrap.sh demo   -> PostgreSQL, Redis, Python venv
-#   devtools/bootstrap.sh test   -> the same, plus Chromium (browser tests), logrotate
+#   devtools/bootstrap.sh test   -> the same, plus Chromium (browser tests), logrotate, dockerd, busybox
+#   devtools/bootstrap.sh bench  -> the same, plus prometheus-node-exporter (the agent's reference)
 #
 # System packages come from apt when run as root; otherwise the one command to run is printed.
 # Nothing is started here: the demo and the tests start private servers of their own.
@@ -31,6 +32,11 @@ have_pg_server || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v runuser >/dev/null || missing+=(util-linux)
+if [ "$purpose" = "bench" ]; then
+  # The agent's overhead is measured side by side with node_exporter.
+  [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
+  purpose=test
+fi
 if [ "$purpose" = "test" ]; then
   command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v logrotate >/dev/null || missing+=(logrotate)
