@@ -44,6 +44,9 @@ if [ "$purpose" = "test" ]; then
   command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
   [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
   command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  # The deployment tests: Vagrant's docker provider, and ssh for Ansible.
+  command -v vagrant >/dev/null || missing+=(vagrant)
+  command -v ssh >/dev/null || missing+=(openssh-client)
 fi
 fonts_needed=0
 if [ "$purpose" = "test" ] && ! fc-list 2>/dev/null | grep -qi dejavu; then fonts_needed=1; missing+=(fonts-dejavu-core); fi
@@ -77,7 +80,7 @@ stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   say "installing poolwarden and its test tools into .venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  "$venv/bin/python" -m pip install -q -e "$root[test,lint]" 2>&1 | grep -v '^WARNING: Location' || true
+  "$venv/bin/python" -m pip install -q -e "$root[test,lint,deploy]" 2>&1 | grep -v '^WARNING: Location' || true
   "$venv/bin/python" -c 'import agent, panel, poolsim, flask, psycopg, redis, rq' \
     || { say "the Python install did not complete"; exit 1; }
   touch "$stamp"
