@@ -19,6 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from panel.config import check_secret_key, load_config, require
     from panel.health import bp as health_bp
     from panel.hosts.routes import bp as hosts_bp
+    from panel.metrics import bp as metrics_bp
     from panel.users.routes import bp as users_bp
 
     app = Flask(__name__)
@@ -45,5 +46,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(allowlist_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
     openapi.init_app(app)
     return app

@@ -1,4 +1,4 @@
-"""``poolwarden-panel``: migrate, engine, serve, health, create-admin, reset-totp, allowlist.
+"""``poolwarden-panel``: migrate, engine, rollup, serve, health, create-admin, reset-totp, allowlist.
 
 The same commands are registered on ``app.cli`` (so tests drive them with Flask's CLI runner and
 the app's config); run as the console script they read the ``POOLWARDEN_*`` environment.
@@ -62,9 +62,11 @@ def migrate_command() -> None:
 def engine_command(once: bool, block_ms: int) -> None:
     """Ingest the agents' sample streams from Redis into PostgreSQL."""
     from panel.engine import Engine, EngineUnavailable
+    from panel.engine.rollups import Retention
 
     config = _config("DATABASE_URL", "REDIS_URL")
-    engine = Engine(config["DATABASE_URL"], config["REDIS_URL"], block_ms=block_ms)
+    engine = Engine(config["DATABASE_URL"], config["REDIS_URL"], block_ms=block_ms,
+                    retention=Retention.from_config(config))
     if not once:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: engine.stop())
@@ -74,6 +76,26 @@ def engine_command(once: bool, block_ms: int) -> None:
         _fail(str(exc))
     if once:
         click.echo(f"ingested {engine.stored} new batches")
+
+
+@click.command("rollup")
+@click.option("--until-done", is_flag=True, help="Repeat bounded runs until no backlog is left.")
+def rollup_command(until_done: bool) -> None:
+    """Roll samples up into 1 m and 1 h buckets and apply retention (the engine does this every minute)."""
+    from panel.db import DatabaseUnavailable, connect
+    from panel.engine.rollups import Retention, run_rollups
+
+    config = _config("DATABASE_URL")
+    retention = Retention.from_config(config)
+    try:
+        with connect(config["DATABASE_URL"]) as conn:
+            while True:
+                report = run_rollups(conn, retention)
+                click.echo(report.line())
+                if not (until_done and report.backlog):
+                    break
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
 
 
 @click.command("serve")
@@ -270,7 +292,7 @@ def allowlist_reset(allow: tuple[str, ...]) -> None:
         click.echo("allowlist reset: empty, every address may reach the panel")
 
 
-COMMANDS = (migrate_command, engine_command, serve_command, health_command, create_admin_command,
+COMMANDS = (migrate_command, engine_command, rollup_command, serve_command, health_command, create_admin_command,
             reset_totp_command, allowlist_group)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 
 from panel.auth.principal import role_required
+from panel.hosts.history import RANGES
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -118,6 +119,64 @@ SCHEMAS: dict[str, Any] = {
         "timestamp": N_TIMESTAMP,
         "stale": BOOLEAN,
     }),
+    "Series": _object({
+        "host": STRING,
+        "range": {"type": "string", "enum": list(RANGES)},
+        "resolution": {"type": "string", "enum": ["raw", "1m", "1h"],
+                       "description": "source: raw samples, 1-minute or 1-hour rollups"},
+        "step": {"type": "integer", "description": "seconds between points (each point averages its step)"},
+        "from": TIMESTAMP, "to": TIMESTAMP,
+        "timestamps": {"type": "array", "items": INTEGER, "description": "unix seconds, start of each step"},
+        "series": {"type": "array", "items": _object({
+            "name": STRING,
+            "labels": {"type": "object", "additionalProperties": STRING},
+            "values": {"type": "array", "items": N_NUMBER, "description": "one per timestamp; null: no sample"},
+        })},
+    }),
+    "SystemComponents": _object({
+        "host": STRING, "timestamp": N_TIMESTAMP, "stale": BOOLEAN,
+        "components": _object({
+            "postgresql": _object({"total": N_INTEGER, "growth24h": N_NUMBER,
+                                   "tables": {"type": "object", "additionalProperties": INTEGER,
+                                              "description": "bytes per table (table, indexes, TOAST)"}}),
+            "ergoNode": _object({"total": N_INTEGER, "chainData": N_INTEGER, "utxo": N_INTEGER, "other": N_INTEGER,
+                                 "growth24h": N_NUMBER}),
+            "logs": {**_object({"total": N_INTEGER, "rotationEnabled": N_BOOLEAN, "growth24h": N_NUMBER}),
+                     "additionalProperties": INTEGER,
+                     "description": "plus bytes of active log files per service (miningcore, nginx, ...)"},
+            "backups": _object({"total": N_INTEGER, "files": N_INTEGER, "newestAgeSeconds": N_NUMBER,
+                                "growth24h": N_NUMBER}),
+            "docker": _object({"images": N_INTEGER, "containers": N_INTEGER, "volumes": N_INTEGER,
+                               "buildCache": N_INTEGER}),
+        }),
+    }),
+    "SystemPerformance": _object({
+        "host": STRING, "timestamp": N_TIMESTAMP, "stale": BOOLEAN,
+        "cpu": _object({"usage": N_NUMBER, "iowait": N_NUMBER, "count": N_INTEGER,
+                        "cores": {"type": "array", "items": NUMBER, "description": "percent busy per core"},
+                        "containers": {"type": "object", "additionalProperties": NUMBER,
+                                       "description": "percent per container, 100 = one core"}}),
+        "memory": _object({"total": N_INTEGER, "used": N_INTEGER, "available": N_INTEGER, "usagePercent": N_NUMBER,
+                           "swapTotal": N_INTEGER, "swapUsed": N_INTEGER,
+                           "containers": {"type": "object", "additionalProperties": NUMBER,
+                                          "description": "bytes per container"}}),
+        "network": _object({"inbound": N_NUMBER, "outbound": N_NUMBER,
+                            "interfaces": {"type": "object", "additionalProperties": _object(
+                                {"inbound": N_NUMBER, "outbound": N_NUMBER})}}),
+        "disk": _object({"read": N_NUMBER, "write": N_NUMBER,
+                         "devices": {"type": "object", "additionalProperties": _object(
+                             {"read": N_NUMBER, "write": N_NUMBER, "busyPercent": N_NUMBER})}}),
+        "load": _object({"1min": N_NUMBER, "5min": N_NUMBER, "15min": N_NUMBER}),
+    }),
+    "SystemDocker": _object({
+        "host": STRING, "timestamp": N_TIMESTAMP, "stale": BOOLEAN,
+        "containers": {"type": "array", "items": _object({
+            "name": STRING, "status": N_STRING, "health": N_STRING, "image": N_STRING, "running": N_BOOLEAN,
+            "oomKilled": N_BOOLEAN,
+            **{name: N_NUMBER for name in ("cpu", "memory", "memoryLimit", "netIn", "netOut", "restarts",
+                                           "restartsObserved", "uptime")},
+        })},
+    }),
     "SeveralHosts": {
         "type": "object", "required": ["error", "hosts"], "additionalProperties": False,
         "properties": {"error": STRING, "hosts": {"type": "array", "items": STRING}},
@@ -191,6 +250,36 @@ def document() -> dict[str, Any]:
                          "content": {"application/json": {"schema": _ref("SeveralHosts")}}},
                  "404": _error("No such host, or no host has reported yet")},
                 parameters=[host_query])},
+            "/api/hosts/{name}/series": {"get": _operation(
+                "History of one host's metrics for graphs: about 700 points whatever the range",
+                "getHostSeries",
+                {"200": _ok("Points aligned on one time axis", "Series"),
+                 "400": _error("Bad range, no name, too many names or matching series"),
+                 "404": _error("No host of that name")},
+                parameters=[host_name,
+                            {"name": "name", "in": "query", "required": True, "style": "form", "explode": True,
+                             "description": "metric name (repeat for several, up to 8)",
+                             "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                            {"name": "labels", "in": "query", "required": False,
+                             "description": "label filter: key=value, several with commas, alternatives with | "
+                                            "(component=postgresql|logs)", "schema": {"type": "string"}},
+                            {"name": "range", "in": "query", "required": False,
+                             "schema": {"type": "string", "enum": list(RANGES), "default": "24h"}}])},
+            **{f"/api/admin/system/{part}": {"get": _operation(
+                summary, f"getSystem{part.capitalize()}",
+                {"200": _ok(summary, schema),
+                 "400": {"description": "Several hosts report and no ?host= was given",
+                         "content": {"application/json": {"schema": _ref("SeveralHosts")}}},
+                 "404": _error("No such host, or no host has reported yet")},
+                parameters=[host_query])}
+               for part, schema, summary in [
+                   ("components", "SystemComponents",
+                    "Sizes in bytes of PostgreSQL (per table), Ergo node data, logs, backups and Docker, "
+                    "with growth over 24 h"),
+                   ("performance", "SystemPerformance",
+                    "CPU (per core, per container), memory, network and disk I/O in bytes/s, load"),
+                   ("docker", "SystemDocker", "Containers: state, health, CPU %, memory bytes, restarts, uptime"),
+               ]},
         },
         "components": {
             "securitySchemes": {

@@ -38,7 +38,10 @@ def current_principal() -> Principal | None:
 
 
 def _is_api_request() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+    # /metrics is read by Prometheus: a 401 it can report, not a redirect to a login form.
+    if request.path.startswith("/api/") or request.path == "/metrics":
+        return True
+    return request.accept_mimetypes.best == "application/json"
 
 
 def role_required(minimum: str):

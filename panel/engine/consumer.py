@@ -23,6 +23,7 @@ import redis
 from agent.contract import ENGINE_GROUP, STREAM_PREFIX, host_from_stream_key, valid_host_name
 from panel import db
 from panel.engine.batches import MalformedEntry, parse_entry
+from panel.engine.rollups import Retention, run_rollups
 from panel.engine.store import SampleStore, SchemaMissing
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ ORPHAN_IDLE_MS = 60_000
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 SUMMARY_EVERY_SECONDS = 60.0
+ROLLUP_EVERY_SECONDS = 60.0
+ROLLUP_BACKLOG_SECONDS = 5.0  # sooner while a backlog (first run, long outage) is worked off
 
 
 class EngineUnavailable(RuntimeError):
@@ -53,7 +56,8 @@ class Engine:
     """Ingest every ``pw:samples:<host>`` stream into PostgreSQL until stopped."""
 
     def __init__(self, database_url: str, redis_url: str, *, block_ms: int = 1000,
-                 rescan_seconds: float = 5.0, consumer: str | None = None):
+                 rescan_seconds: float = 5.0, consumer: str | None = None,
+                 retention: Retention | None = None, rollup_every: float = ROLLUP_EVERY_SECONDS):
         self.database_url = database_url
         self.redis_url = redis_url
         self.block_ms = block_ms
@@ -64,6 +68,9 @@ class Engine:
         self.redis = redis.Redis.from_url(
             redis_url, socket_connect_timeout=5, socket_timeout=block_ms / 1000 + 10,
         )
+        self.retention = retention or Retention()
+        self.rollup_every = rollup_every
+        self._next_rollup = time.monotonic() + min(rollup_every, 10.0)
         self.stored = 0  # batches stored (not counting duplicates), for tests and the summary line
         self._stop = threading.Event()
         self._store: SampleStore | None = None
@@ -131,6 +138,16 @@ class Engine:
             return
         self._read_new(block=self.block_ms)
         self._log_summary()
+        self._rollups_if_due()
+
+    def _rollups_if_due(self) -> None:
+        """Rollups and retention once a minute, between reads, on the ingest connection."""
+        if time.monotonic() < self._next_rollup:
+            return
+        report = run_rollups(self._store.conn, self.retention)
+        log.log(logging.INFO if any(report.deleted.values()) or report.late or report.backlog else logging.DEBUG,
+                "rollup: %s", report.line())
+        self._next_rollup = time.monotonic() + (ROLLUP_BACKLOG_SECONDS if report.backlog else self.rollup_every)
 
     def _drain(self) -> None:
         self._discover()

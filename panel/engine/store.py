@@ -9,6 +9,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from panel.engine.batches import IncomingBatch
+from panel.engine.rollups import MARK_LATE_SAMPLES, ORIGIN
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class SampleStore:
                 "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value "
                 "WHERE latest.ts <= excluded.ts"
             )
+            # Samples for minutes already rolled up (a spool replay, a slow agent): redo those minutes.
+            cur.execute(MARK_LATE_SAMPLES, {"origin": ORIGIN})
 
     def reject(self, host: str, stream_id: str, reason: str, payload: str) -> None:
         """Keep an entry that cannot be ingested, so it can be acknowledged without being lost."""

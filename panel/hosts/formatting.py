@@ -73,7 +73,34 @@ def human_age(seconds: float | None) -> str:
     return f"{seconds // 86400} d ago"
 
 
+def human_rate(value: float | None) -> str:
+    """Bytes per second: 1536 -> "1.5 KiB/s"."""
+    return DASH if value is None else human_bytes(value) + "/s"
+
+
+def human_ratio(value: float | None) -> str:
+    """A ratio shown as a percentage: 0.873 -> "87.3 %" (Miningcore's effort)."""
+    return DASH if value is None else f"{value * 100:.1f} %"
+
+
+def human_seconds(value: float | None) -> str:
+    """A duration: "42 s", "15 min", "3.5 h", "2.0 d"."""
+    if value is None:
+        return DASH
+    s = abs(value)
+    if s < 120:
+        return f"{value:.1f} s" if s < 10 else f"{value:.0f} s"
+    if s < 7200:
+        return f"{value / 60:.0f} min"
+    if s < 172800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.1f} d"
+
+
 FILTERS = {
+    "rate": human_rate,
+    "ratio": human_ratio,
+    "seconds": human_seconds,
     "bytes": human_bytes,
     "hashrate": human_hashrate,
     "si": human_si,
@@ -90,5 +117,17 @@ def formatted(value, kind: str) -> str:
     return FILTERS[kind](value)
 
 
+def datetime_utc(value: float | str | None) -> str:
+    """Unix seconds (or ISO text) as "2026-11-27 14:03 UTC"."""
+    from datetime import UTC, datetime
+
+    if value is None or value == "":
+        return DASH
+    if isinstance(value, str):
+        return value.replace("T", " ")[:16] + " UTC"
+    return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def register_filters(bp: Blueprint) -> None:
     bp.add_app_template_global(formatted, "fmt")
+    bp.add_app_template_filter(datetime_utc, "datetime_utc")

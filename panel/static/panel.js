@@ -51,6 +51,15 @@
       if (s < 172800) return Math.floor(s / 3600) + " h ago";
       return Math.floor(s / 86400) + " d ago";
     },
+    rate: function (v) { return FORMATS.bytes(v) + "/s"; },
+    ratio: function (v) { return (v * 100).toFixed(1) + " %"; },
+    seconds: function (v) {
+      var s = Math.abs(v);
+      if (s < 120) return v.toFixed(s < 10 ? 1 : 0) + " s";
+      if (s < 7200) return (v / 60).toFixed(0) + " min";
+      if (s < 172800) return (v / 3600).toFixed(1) + " h";
+      return (v / 86400).toFixed(1) + " d";
+    },
     text: function (v) { return String(v); }
   };
 
@@ -58,6 +67,8 @@
     if (value === null || value === undefined) return kind === "age" ? "never" : DASH;
     return (FORMATS[kind] || FORMATS.text)(value);
   }
+
+  window.poolwardenFormat = format;  // for charts.js: graphs print values as the page does
 
   function lookup(data, pathJson) {
     return JSON.parse(pathJson).reduce(function (obj, key) {

@@ -1,6 +1,6 @@
 """The ``/api`` bearer-token hook and the per-token rate limit.
 
-``authenticate_api_token`` runs before each request. For ``/api/*`` with an ``Authorization``
+``authenticate_api_token`` runs before each request. For ``/api/*`` and ``/metrics`` with an ``Authorization``
 header it either sets ``g.principal`` to the token's principal or answers 401 itself: a bad token
 never falls back to the session cookie. Requests without the header are left to the session login.
 """
@@ -32,7 +32,7 @@ def _unauthorized(message: str):
 
 
 def authenticate_api_token():
-    if not request.path.startswith("/api/"):
+    if not (request.path.startswith("/api/") or request.path == "/metrics"):
         return None
     header = request.headers.get("Authorization")
     if header is None:

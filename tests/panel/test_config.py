@@ -28,6 +28,7 @@ def test_load_config_reads_the_environment():
     assert config == {"DATABASE_URL": "postgresql://pw@db/pw", "REDIS_URL": "redis://r:6379/0",
                       "SECRET_KEY": "k" * 32, "STALE_AFTER_SECONDS": 90,
                       "SESSION_COOKIE_SECURE": True, "SESSION_IDLE_MINUTES": 30, "SESSION_MAX_HOURS": 12,
+                      "RETENTION_RAW_DAYS": 7, "RETENTION_1M_DAYS": 30, "RETENTION_1H_DAYS": 400,
                       "TRUSTED_PROXIES": []}
     assert load_config({})["STALE_AFTER_SECONDS"] == 60
 
@@ -224,3 +225,11 @@ def test_serve_without_secret_key_says_what_to_set(monkeypatch):
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 2
     assert "POOLWARDEN_SECRET_KEY is not set" in result.output
+
+
+def test_retention_days_come_from_the_environment():
+    config = load_config({"POOLWARDEN_RETENTION_RAW_DAYS": "3", "POOLWARDEN_RETENTION_1M_DAYS": "14",
+                          "POOLWARDEN_RETENTION_1H_DAYS": "730"})
+    assert (config["RETENTION_RAW_DAYS"], config["RETENTION_1M_DAYS"], config["RETENTION_1H_DAYS"]) == (3, 14, 730)
+    with pytest.raises(ConfigError, match="POOLWARDEN_RETENTION_RAW_DAYS"):
+        load_config({"POOLWARDEN_RETENTION_RAW_DAYS": "0"})

@@ -79,13 +79,16 @@ def test_unknown_host_page_is_404_html(client):
 def test_pages_use_only_static_scripts_and_refresh_from_json(client, reported):
     html = client.get("/hosts/pool-1").get_data(as_text=True)
     scripts = re.findall(r"<script[^>]*>", html)
-    assert scripts == ['<script src="/static/panel.js" defer>']
+    assert scripts == ['<script src="/static/panel.js" defer>',
+                       '<script src="/static/vendor/uplot/uPlot.iife.min.js" defer>',
+                       '<script src="/static/charts.js" defer>']
     assert "<style" not in html and "style=" not in html
     assert 'data-refresh-url="/api/hosts/pool-1/overview"' in html
     response = client.get("/hosts/pool-1")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
-    assert client.get("/static/panel.js").status_code == 200
-    assert client.get("/static/panel.css").status_code == 200
+    for path in ("panel.js", "panel.css", "charts.js", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css",
+                 "vendor/uplot/LICENSE"):
+        assert client.get(f"/static/{path}").status_code == 200, path
 
 
 def test_every_refreshed_path_exists_in_the_json(client, reported):
