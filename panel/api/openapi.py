@@ -127,6 +127,8 @@ SCHEMAS: dict[str, Any] = {
         "step": {"type": "integer", "description": "seconds between points (each point averages its step)"},
         "from": TIMESTAMP, "to": TIMESTAMP,
         "timestamps": {"type": "array", "items": INTEGER, "description": "unix seconds, start of each step"},
+        "truncated": {"type": "boolean",
+                      "description": "more series matched than a graph shows (48): the busiest are returned"},
         "series": {"type": "array", "items": _object({
             "name": STRING,
             "labels": {"type": "object", "additionalProperties": STRING},

@@ -8,6 +8,7 @@ samples, so every graph reaches the present.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,10 +82,15 @@ def series_history(conn: psycopg.Connection, host_id: int, names: list[str], lab
         conditions.append(sql.SQL("labels->>{} = ANY({})").format(sql.Placeholder(f"k{index}"),
                                                                    sql.Placeholder(f"v{index}")))
         params[f"k{index}"], params[f"v{index}"] = key, values
-    found = conn.execute(sql.SQL("SELECT id, name, labels FROM series WHERE {} ORDER BY name, labels::text LIMIT {}")
-                         .format(sql.SQL(" AND ").join(conditions), sql.Literal(MAX_SERIES + 1)), params).fetchall()
-    if len(found) > MAX_SERIES:
-        raise BadQuery(f"more than {MAX_SERIES} series match: narrow it down with labels=key=value")
+    # A host with many interfaces, disks or containers can match more series than a graph can show:
+    # keep the busiest (highest latest value) and say how many were left out.
+    matched = conn.execute(sql.SQL(
+        "SELECT id, name, labels FROM series LEFT JOIN latest ON latest.series_id = series.id WHERE {} "
+        "ORDER BY latest.value DESC NULLS LAST, name, labels::text LIMIT {}"
+    ).format(sql.SQL(" AND ").join(conditions), sql.Literal(MAX_SERIES + 1)), params).fetchall()
+    truncated = len(matched) > MAX_SERIES
+    found = sorted(matched[:MAX_SERIES], key=lambda row: (_col(row, 1, "name"), json.dumps(_col(row, 2, "labels"),
+                                                                                           sort_keys=True)))
     params["ids"] = [_col(row, 0, "id") for row in found]
     cut = start
     parts = []
@@ -114,6 +120,7 @@ def series_history(conn: psycopg.Connection, host_id: int, names: list[str], lab
         "from": _iso(start),
         "to": _iso(end),
         "timestamps": [int(ts.timestamp()) for ts in stamps],
+        "truncated": truncated,  # more series matched than MAX_SERIES; the busiest are shown
         "series": [
             {"name": _col(row, 1, "name"), "labels": _col(row, 2, "labels"),
              "values": [points[_col(row, 0, "id")].get(ts) for ts in stamps]}

@@ -57,6 +57,7 @@ def test_overview_numbers_change_live_in_chromium(stack, browser, tmp_path):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
         base = f"http://127.0.0.1:{port}"
         page.goto(f"{base}/hosts/{HOST}")

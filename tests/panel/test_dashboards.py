@@ -182,6 +182,24 @@ def test_series_api_refuses_bad_queries(client, reported, query, status):
     assert response.get_json()["error"]
 
 
+def test_series_api_keeps_the_busiest_series_when_too_many_match(client, runner, rds):
+    # 60 interfaces (a Docker host's bridges): the graph gets the 48 busiest, and says it left some out
+    from agent.contract import Batch, Sample
+    from tests.panel.helpers import ingest, xadd
+
+    samples = [Sample("poolwarden_net_receive_bytes_per_second", float(i), {"interface": f"br-{i:02d}"})
+               for i in range(60)]
+    xadd(rds, "pool-9", Batch(ts=time.time(), samples=samples))
+    ingest(runner)
+    body = client.get("/api/hosts/pool-9/series?name=poolwarden_net_receive_bytes_per_second&range=1h").get_json()
+    assert body["truncated"] is True
+    shown = sorted(int(s["labels"]["interface"][3:]) for s in body["series"])
+    assert shown == list(range(12, 60))
+    narrow = client.get("/api/hosts/pool-9/series?name=poolwarden_net_receive_bytes_per_second&range=1h"
+                        "&labels=interface=br-01").get_json()
+    assert narrow["truncated"] is False and len(narrow["series"]) == 1
+
+
 def test_series_api_unknown_host_and_no_data(client, reported):
     assert client.get("/api/hosts/ghost/series?name=poolwarden_load1").status_code == 404
     body = client.get("/api/hosts/pool-1/series?name=poolwarden_no_such_metric").get_json()
