@@ -11,32 +11,18 @@ import psycopg
 import pytest
 
 from devtools.services import free_port, wait_for_port
+from tests.conftest import open_tab
 from tests.integration.conftest import HOST, control, totp_code, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run devtools/bootstrap.sh test")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _text(page, path: list[str]) -> str:
     return page.locator(f"[data-path='{json.dumps(path)}']").first.inner_text().strip()
 
 
-def test_overview_numbers_change_live_in_chromium(stack, browser, tmp_path):
+def test_overview_numbers_change_live_in_chromium(stack, chromium, tmp_path):
     from devtools.processes import ManagedProcess, console_script
 
     control(stack, "POST", "/clock/pause")
@@ -53,10 +39,8 @@ def test_overview_numbers_change_live_in_chromium(stack, browser, tmp_path):
                 return conn.execute("SELECT 1 FROM latest l JOIN series s ON s.id = l.series_id "
                                     "WHERE s.name = 'poolwarden_node_full_height'").fetchone()
         wait_until(node_height_stored, 60, "the first batch to reach the panel's database")
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page = open_tab(chromium, 1400, 1000)
+        errors = page.errors
         page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
         base = f"http://127.0.0.1:{port}"

@@ -15,8 +15,8 @@ from werkzeug.serving import make_server
 
 from devtools.services import free_port
 from panel.engine.rollups import run_rollups
+from tests.conftest import open_tab
 from tests.panel.helpers import ingest, xadd
-from tests.panel.test_browser_login import CHROMIUM, CHROMIUM_ARGS
 from tests.panel.test_dashboards import rich_batch
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -77,22 +77,10 @@ def live_panel(app, runner, rds, db_url):
 
 
 @pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run devtools/bootstrap.sh test")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        tab.errors = errors
-        yield tab
-        context.close()
-        browser.close()
+def page(chromium):
+    tab = open_tab(chromium, 1440, 1000)
+    yield tab
+    tab.context.close()
 
 
 def sign_in(page, base: str, secret: str) -> None:

@@ -14,13 +14,11 @@ import pytest
 from werkzeug.serving import make_server
 
 from devtools.services import free_port
+from tests.conftest import open_tab
 from tests.panel.helpers import ingest, pool_host_batch, xadd
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
 SHOTS = Path(os.environ.get("POOLWARDEN_SCREENSHOT_DIR", "/tmp/pw-shots"))  # noqa: S108 - for a person to look at
 PASSWORD = "a long admin pass phrase"
 
@@ -41,22 +39,10 @@ def live_panel(app, runner, rds):
 
 
 @pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run devtools/bootstrap.sh test")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        tab.errors = errors
-        yield tab
-        context.close()
-        browser.close()
+def page(chromium):
+    tab = open_tab(chromium, 1280, 860)
+    yield tab
+    tab.context.close()
 
 
 def sign_in_password(page, base: str, password: str = PASSWORD) -> None:
