@@ -67,7 +67,7 @@ def sign_in_client(client, stack) -> None:
 
 
 @pytest.fixture
-def stack(pg, redis_url, session_dir, tmp_path):
+def stack(pg, redis_url, session_dir, tmp_path, request):
     """poolsim + migrated panel DB + env for agent and engine. Yields a dict of handles."""
     tag = f"it{os.getpid()}_{time.monotonic_ns() % 10**6}"
     pg.create_database(f"mc_{tag}")
@@ -81,6 +81,12 @@ def stack(pg, redis_url, session_dir, tmp_path):
     (node_data / "history" / "chunk").write_bytes(b"x" * 200_000)
 
     procs: list[ManagedProcess] = []
+
+    def stop_all() -> None:
+        for p in reversed(procs):
+            p.stop()
+
+    request.addfinalizer(stop_all)  # runs even when the set-up below fails half-way
     sim = ManagedProcess("poolsim", [
         console_script("poolsim"), "run", "--seed", "7", "--db-dsn", mc_dsn, "--api-port", "0",
         "--node-port", "0", "--control-port", "0", "--log-dir", str(logs), "--history-days", "1",
@@ -124,8 +130,6 @@ def stack(pg, redis_url, session_dir, tmp_path):
 
     yield {"urls": urls, "pw_dsn": pw_dsn, "admin": admin, "mc_dsn": mc_dsn, "redis_url": redis_url,
            "panel_env": panel_env, "run_agent": run_agent, "run_engine": run_engine, "tmp": tmp_path}
-    for p in reversed(procs):
-        p.stop()
 
 
 def control(stack, method: str, path: str, **body) -> dict:

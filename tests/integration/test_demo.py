@@ -103,8 +103,12 @@ def test_demo_comes_up_serves_the_pool_and_stops_cleanly(session_dir):
         assert proc.returncode == 0, "".join(output)
         assert "everything stopped" in rest
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: let the demo clean up before anything harsher
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     time.sleep(0.5)
     assert _alive(pids) == [], "processes left behind after Ctrl-C"
