@@ -59,17 +59,7 @@
 
   Graph.prototype.load = function (range) {
     var self = this;
-    return fetch(this.url(range), { headers: { Accept: "application/json" }, cache: "no-store" })
-      .then(function (response) {
-        if (response.status === 401) {
-          window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
-          throw new Error("signed out");
-        }
-        return response.json().then(function (body) {
-          if (!response.ok) throw new Error(body.error || response.statusText);
-          return body;
-        });
-      })
+    return window.poolwardenGetJSON(this.url(range))  // panel.js: same 401 and error handling as the numbers
       .then(function (body) { self.draw(body); })
       .catch(function (error) {
         self.figure.classList.add("failed");

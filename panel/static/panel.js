@@ -113,9 +113,9 @@
     el.classList.toggle("failed", failed);
   }
 
-  function refresh(root) {
-    if (document.hidden) return;
-    fetch(root.dataset.refreshUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
+  // GET a panel JSON endpoint; an error answer rejects with its message.
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (response) {
         if (response.status === 401) {
           // The session ended (idle, 12 h, or "log out everywhere"): sign in again and come back here.
@@ -126,7 +126,13 @@
           if (!response.ok) throw new Error(body.error || response.statusText);
           return body;
         });
-      })
+      });
+  }
+  window.poolwardenGetJSON = getJSON;  // for charts.js
+
+  function refresh(root) {
+    if (document.hidden) return;
+    getJSON(root.dataset.refreshUrl)
       .then(function (data) {
         if (data.layout !== undefined && data.layout !== root.dataset.layout) {
           window.location.reload();
