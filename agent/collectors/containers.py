@@ -16,7 +16,11 @@ about a second there, against milliseconds from cgroups (``stream=false`` withou
 between cycles; the first cycle after a (re)start has none.
 
 Exited containers are inspected only when their state changed since the last cycle (an exit may
-have been an OOM kill); their answer is kept.
+have been an OOM kill); their answer is kept. ``oom_killed`` is 1 when the inspect answer says
+``OOMKilled`` *or* the daemon logged an ``oom`` event for the container since its last start:
+Docker 20.10 handles the OOM and exit notifications from containerd in either order, and when
+the exit comes second it overwrites ``State.OOMKilled`` with false (seen on CI); the event is
+logged either way.
 
 OOM kills and restarts are counted from the daemon's event log (``oom`` and ``start`` events,
 read for exactly the interval since the last cycle), so several restarts between two cycles all
@@ -243,6 +247,7 @@ class ContainerCollector(Collector):
         self.known_ids: set[str] = set()
         self.restarts: dict[str, int] = {}
         self.ooms: dict[str, int] = {}
+        self.oom_since_start: set[str] = set()  # container ids with an ``oom`` event since their last start
         self.events_since: float | None = None
         self.seen_events: set[tuple] = set()
 
@@ -306,7 +311,8 @@ class ContainerCollector(Collector):
                 out.append(Sample("poolwarden_container_healthy", 1.0 if health == "healthy" else 0.0, labels))
             if info is not None:
                 out += [Sample("poolwarden_container_restart_count", float(info.get("RestartCount", 0)), labels),
-                        Sample("poolwarden_container_oom_killed", 1.0 if st.get("OOMKilled") else 0.0, labels)]
+                        Sample("poolwarden_container_oom_killed",
+                               1.0 if st.get("OOMKilled") or cid in self.oom_since_start else 0.0, labels)]
                 started = parse_timestamp(st.get("StartedAt"))
                 if state == "running" and started is not None and started > 0:
                     out.append(Sample("poolwarden_container_uptime_seconds", round(max(now - started, 0.0), 3), labels))
@@ -390,7 +396,9 @@ class ContainerCollector(Collector):
             name = names.get(cid) or ((e.get("Actor") or {}).get("Attributes") or {}).get("name") or cid[:12]
             if action == "oom":
                 self.ooms[name] = self.ooms.get(name, 0) + 1
+                self.oom_since_start.add(cid)
             elif action == "start":
+                self.oom_since_start.discard(cid)
                 if cid in self.known_ids or cid in started_now:
                     self.restarts[name] = self.restarts.get(name, 0) + 1
                     ts = e.get("timeNano", 0) / 1e9 or time.time()

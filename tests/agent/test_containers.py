@@ -58,6 +58,18 @@ def wait_state(client, name, state, timeout=20):
     raise AssertionError(f"{name} never reached {state}")
 
 
+def wait_event(client, name, action, timeout=20):
+    """The daemon may log an event a moment after the state change it belongs to."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stream = client.api.events(since=0, until=time.time(), decode=True,
+                                   filters={"container": name, "event": action})
+        if list(stream):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the daemon never logged {action} for {name}")
+
+
 def test_restart_oom_and_busy_cpu(engine):
     dockerd, client, image = engine
     client.containers.run(image, "sleep 3600", detach=True, name="miningcore", network_mode="none")
@@ -87,6 +99,7 @@ def test_restart_oom_and_busy_cpu(engine):
         client.containers.run(image, "sh -c 'x=a; while true; do x=$x$x; done'", detach=True, name="hog",
                               mem_limit="8m", memswap_limit="8m")
         wait_state(client, "hog", "exited")
+        wait_event(client, "hog", "oom")
         third = run_collector(collector)
         assert third.ok, third.error
         restarted = values_of(third.samples, "miningcore")
