@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.contract import HOST_NAME_RULE, valid_host_name
+from agent.contract import HOST_NAME_RULE, SERVICES, valid_host_name
 
 DEFAULT_CONFIG_DIR = "/etc/poolwarden"
 CONFIG_DIR_ENV = "POOLWARDEN_CONFIG_DIR"
@@ -61,6 +61,8 @@ class MiningcoreConfig:
     timeout_seconds: float
     database_dsn: str | None
     log_dir: str | None
+    config_file: str | None = None  # Miningcore's config.json (maintenance: update with rollback)
+    stratum_ports: tuple[int, ...] = ()  # health check: these must accept TCP connections
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,22 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """How the maintenance worker controls one service: a Docker container or a systemd unit."""
+
+    name: str  # one of contract.SERVICES
+    kind: str  # "docker" | "systemd"
+    target: str  # container name or unit name
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     host: str
     miningcore: MiningcoreConfig
     ergo_node: ErgoNodeConfig
     paths: PathsConfig
     docker: DockerConfig
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,19 @@ class ThresholdsConfig:
 
 
 @dataclass(frozen=True)
+class MaintenanceConfig:
+    job_key_file: str | None = None  # the host's job key (hex); without it the worker refuses to start
+    safe_mode_file: str | None = None  # while this file exists, destructive actions are refused locally
+    work_dir: str | None = None  # logrotate state and configuration, scratch files; None = stateDir
+    backup_margin_percent: float = 20  # free space needed beyond the expected backup size
+    panel_database_dsn: str | None = None  # on the control host: the panel's own database, for backups
+    scratch_database_dsn: str | None = None  # where test restores create their scratch database
+    log_max_size_mb: int = 100  # logrotate: rotate a file above this size ...
+    log_max_age_days: int = 1  # ... or older than this
+    log_keep: int = 14  # rotated files kept
+
+
+@dataclass(frozen=True)
 class MonitoringConfig:
     agent: AgentSettings
     intervals: IntervalsConfig
@@ -147,6 +172,7 @@ class MonitoringConfig:
     thresholds: ThresholdsConfig
     host: HostConfig = field(default_factory=HostConfig)
     collectors: dict[str, CollectorSettings] = field(default_factory=dict)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
 
     def enabled(self, name: str) -> bool:
         settings = self.collectors.get(name)
@@ -427,6 +453,13 @@ def name_pattern(value: Any, key: str = "") -> str:
     return value
 
 
+def systemd_unit(value: Any, key: str = "") -> str:
+    text_value = nonempty_text(value, key)
+    if not re.fullmatch(r"[A-Za-z0-9:_.@-]{1,200}\.(service|socket|target)", text_value):
+        raise _Invalid(f"must be a systemd unit name such as miningcore.service, got {text_value!r}")
+    return text_value
+
+
 def string_map(value: Any, key: str = "") -> dict[str, str]:
     if not isinstance(value, dict):
         raise _Invalid(f"must be an object, got {_describe(value)}")
@@ -457,6 +490,8 @@ def parse_pool(data: Any, file: str) -> PoolConfig:
         timeout_seconds=s.value("timeoutSeconds", number(0.1, 300), required=False, default=5.0),
         database_dsn=dsn,
         log_dir=s.value("logDir", absolute_path, required=False),
+        config_file=s.value("configFile", absolute_path, required=False),
+        stratum_ports=s.list("stratumPorts", number(1, 65535, integer=True)),
     )
     s.done()
 
@@ -481,8 +516,24 @@ def parse_pool(data: Any, file: str) -> PoolConfig:
         enabled=s.value("enabled", boolean, required=False, default=True),
     )
     s.done()
+
+    services: dict[str, ServiceConfig] = {}
+    s = root.section("services", required=False)
+    for name in list(s.data):
+        if name not in SERVICES:
+            continue  # reported as unknown by done()
+        c = s.section(name)
+        container = c.value("container", nonempty_text, required=False)
+        unit = c.value("systemdUnit", systemd_unit, required=False)
+        if (container is None) == (unit is None):
+            raise c.error("container", "give exactly one of container (Docker) or systemdUnit")
+        c.done()
+        services[name] = ServiceConfig(name, "docker" if container else "systemd", container or unit)
+    s.known += list(SERVICES)
+    s.done()
     root.done()
-    return PoolConfig(host=host, miningcore=miningcore, ergo_node=ergo_node, paths=paths, docker=docker)
+    return PoolConfig(host=host, miningcore=miningcore, ergo_node=ergo_node, paths=paths, docker=docker,
+                      services=services)
 
 
 def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
@@ -548,9 +599,27 @@ def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
         c.done()
     s.known += list(COLLECTOR_NAMES)
     s.done()
+
+    s = root.section("maintenance", required=False)
+    d = MaintenanceConfig()
+    maintenance = MaintenanceConfig(
+        job_key_file=s.value("jobKeyFile", absolute_path, required=False),
+        safe_mode_file=s.value("safeModeFile", absolute_path, required=False),
+        work_dir=s.value("workDir", absolute_path, required=False),
+        backup_margin_percent=s.value("backupMarginPercent", number(0, 1000), required=False,
+                                      default=d.backup_margin_percent),
+        panel_database_dsn=s.value("panelDatabaseDsn", postgres_dsn, required=False),
+        scratch_database_dsn=s.value("scratchDatabaseDsn", postgres_dsn, required=False),
+        log_max_size_mb=s.value("logMaxSizeMb", number(1, 1_000_000, integer=True), required=False,
+                                default=d.log_max_size_mb),
+        log_max_age_days=s.value("logMaxAgeDays", number(1, 3650, integer=True), required=False,
+                                 default=d.log_max_age_days),
+        log_keep=s.value("logKeep", number(1, 1000, integer=True), required=False, default=d.log_keep),
+    )
+    s.done()
     root.done()
     return MonitoringConfig(agent=agent, intervals=intervals, mounts=mounts, thresholds=thresholds, host=host,
-                            collectors=collectors)
+                            collectors=collectors, maintenance=maintenance)
 
 
 def read_json(path: Path, env: dict[str, str]) -> Any:

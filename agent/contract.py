@@ -316,3 +316,285 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 
 def metric_unit(name: str) -> str:
     return METRICS.get(name, ("", (), ""))[0]
+
+
+# --- Maintenance: the catalogue of actions, their parameters, and signed job envelopes ----------
+#
+# The panel enqueues a maintenance job on the RQ queue ``maint:<host>`` as a call of
+# ``agent.worker.run_job(envelope, signature)`` with RQ's JSON serializer. The envelope names a
+# catalogue action and its parameters; the signature is HMAC-SHA256 over the envelope's canonical
+# JSON with the host's job key (shared by the panel and that host's agent only). The worker runs
+# nothing else: not a function outside ``run_job``, not an action outside ``ACTIONS``, not a
+# parameter that ``validate_params`` refuses, not an envelope that is unsigned, for another host,
+# or expired. Both sides validate parameters with the same code (this module).
+
+MAINT_QUEUE_PREFIX = "maint:"
+MAINT_JOB_FUNCTION = "agent.worker.run_job"
+MAINT_JOB_ID_PREFIX = "mj-"  # RQ job ids: [A-Za-z0-9_-]+; the rest is the panel's job uuid (hex)
+ENVELOPE_VERSION = 1
+SERVICES = ("miningcore", "ergo_node", "nginx", "postgresql")
+MININGCORE_TABLES = ("shares", "blocks", "payments", "balances", "balance_changes", "minerstats",
+                     "poolstats", "miner_settings")
+
+
+def maint_queue(host: str) -> str:
+    return MAINT_QUEUE_PREFIX + host
+
+
+def maint_job_id(job_uuid: str) -> str:
+    return MAINT_JOB_ID_PREFIX + job_uuid.replace("-", "")
+
+
+class ParamError(ValueError):
+    """A parameter was refused: ``field`` names it, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "bool" | "int" | "choice" | "choices" (a list of choices) | "json_text"
+    help: str
+    default: Any = None
+    required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    max_length: int | None = None  # json_text: bytes
+
+    def check(self, value: Any) -> Any:
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ParamError(self.name, f"must be true or false, got {value!r}")
+            return value
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(self.name, f"must be a whole number, got {value!r}")
+            if self.minimum is not None and value < self.minimum:
+                raise ParamError(self.name, f"must be at least {self.minimum}, got {value}")
+            if self.maximum is not None and value > self.maximum:
+                raise ParamError(self.name, f"must be at most {self.maximum}, got {value}")
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ParamError(self.name, f"must be one of {', '.join(self.choices)}; got {value!r}")
+            return value
+        if self.kind == "choices":
+            if not isinstance(value, list) or not value:
+                raise ParamError(self.name, f"must be a non-empty list of {', '.join(self.choices)}")
+            bad = [v for v in value if v not in self.choices]
+            if bad:
+                raise ParamError(self.name, f"unknown {bad[0]!r}; choose from {', '.join(self.choices)}")
+            return sorted(set(value), key=self.choices.index)
+        if self.kind == "json_text":
+            if not isinstance(value, str):
+                raise ParamError(self.name, "must be a JSON document as text")
+            if self.max_length is not None and len(value.encode()) > self.max_length:
+                raise ParamError(self.name, f"is larger than {self.max_length} bytes")
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ParamError(self.name, f"is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
+            if not isinstance(parsed, dict):
+                raise ParamError(self.name, "must be a JSON object")
+            return value
+        raise AssertionError(f"unknown parameter kind {self.kind}")
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "help": self.help,
+                               "required": self.required, "default": self.default}
+        for key in ("minimum", "maximum", "max_length"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.choices:
+            out["choices"] = list(self.choices)
+        return out
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    title: str
+    explains: str  # what will happen, shown in the confirmation; "{param}" fields are filled in
+    params: tuple[Param, ...] = ()
+    destructive: bool = False  # admin + fresh TOTP; refused in safe mode
+    safe_when: str | None = None  # a bool parameter that, when true, makes the action non-destructive
+    timeout_seconds: int = 600
+    silences: tuple[str, ...] = ()  # alert components held back while the action runs
+    scheduled: bool = False  # may be put on a schedule
+
+    def is_destructive(self, params: dict[str, Any]) -> bool:
+        if not self.destructive:
+            return False
+        return not (self.safe_when and params.get(self.safe_when) is True)
+
+    def minimum_role(self, params: dict[str, Any]) -> str:
+        return "admin" if self.is_destructive(params) else "operator"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "explains": self.explains, "destructive": self.destructive,
+                "safe_when": self.safe_when, "timeout_seconds": self.timeout_seconds,
+                "silences": list(self.silences), "scheduled": self.scheduled,
+                "params": [p.describe() for p in self.params]}
+
+
+_SERVICE = Param("service", "choice", "the service to act on", required=True, choices=SERVICES)
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("backup", "Back up a database",
+           "pg_dump -Fc of the {database} database into the backup directory (temporary name, fsync, rename), "
+           "checksum, pg_restore --list check, then retention: keep {keep_daily} daily and {keep_weekly} "
+           "weekly backups and always the newest verified one. Refused if free space is short.",
+           (Param("database", "choice", "which database", default="miningcore", choices=("miningcore", "panel")),
+            Param("keep_daily", "int", "daily backups kept", default=7, minimum=1, maximum=365),
+            Param("keep_weekly", "int", "weekly backups kept", default=4, minimum=0, maximum=520)),
+           timeout_seconds=6 * 3600, scheduled=True),
+    Action("test_restore", "Test-restore the newest backup",
+           "Restore the newest verified backup of {database} into a scratch database, compare its row "
+           "counts with the backup's manifest, then drop the scratch database.",
+           (Param("database", "choice", "which database", default="miningcore", choices=("miningcore", "panel")),),
+           timeout_seconds=6 * 3600, scheduled=True),
+    Action("vacuum", "Vacuum and analyze tables",
+           "VACUUM (ANALYZE) on {tables}: reports dead tuples before and after and the time taken. "
+           "Does not lock the tables against reads or writes.",
+           (Param("tables", "choices", "tables to vacuum", default=list(MININGCORE_TABLES),
+                  choices=MININGCORE_TABLES),),
+           timeout_seconds=6 * 3600, silences=("postgresql",), scheduled=True),
+    Action("vacuum_full", "VACUUM FULL (locks tables)",
+           "VACUUM FULL on {tables}: rewrites each table to give space back to the disk. Each table is "
+           "LOCKED against reads and writes while it is rewritten; Miningcore cannot record shares into "
+           "a locked table.",
+           (Param("tables", "choices", "tables to rewrite", required=True, choices=MININGCORE_TABLES),),
+           destructive=True, timeout_seconds=12 * 3600, silences=("postgresql", "miningcore")),
+    Action("rotate_logs", "Rotate logs",
+           "logrotate with poolwarden's configuration for the configured log directories (by size and age, "
+           "compressed, copytruncate for Miningcore); reports what rotated and the bytes freed.",
+           (Param("force", "bool", "rotate even files below the size and age limits", default=False),),
+           timeout_seconds=1800, scheduled=True),
+    Action("cleanup", "Clean up old data",
+           "Delete poolstats and minerstats older than {stats_retention_days} days and, if chosen, shares "
+           "older than {shares_retention_days} days that no pending or unpaid block can still need, in "
+           "batches of {batch_size}. Dry run: {dry_run} (a dry run only counts).",
+           (Param("dry_run", "bool", "only count what would go", default=True),
+            Param("stats_retention_days", "int", "keep statistics this many days", default=90, minimum=7,
+                  maximum=3650),
+            Param("include_shares", "bool", "also delete shares no block can still need", default=False),
+            Param("shares_retention_days", "int", "never delete shares younger than this", default=30,
+                  minimum=7, maximum=3650),
+            Param("batch_size", "int", "rows per delete batch", default=10000, minimum=100, maximum=1_000_000)),
+           destructive=True, safe_when="dry_run", timeout_seconds=6 * 3600, silences=("postgresql",),
+           scheduled=True),
+    Action("restart", "Restart a service",
+           "Restart {service}, then wait until it is healthy again (API answers, node syncing, database "
+           "accepting connections). Miners lose their connection while the pool restarts.",
+           (_SERVICE,), destructive=True, timeout_seconds=900, silences=("{service}",)),
+    Action("start", "Start a service", "Start {service}, then wait until it is healthy.",
+           (_SERVICE,), timeout_seconds=900, silences=("{service}",)),
+    Action("stop", "Stop a service",
+           "Stop {service}. It stays down until started again: a stopped pool pays nobody and accepts no shares.",
+           (_SERVICE,), destructive=True, timeout_seconds=600, silences=("{service}",)),
+    Action("health_check", "Health check",
+           "Check container health and restart loops, the stratum and API ports, the node and the database; "
+           "changes nothing.", (), timeout_seconds=120),
+    Action("update_miningcore_config", "Update Miningcore's config.json",
+           "Replace Miningcore's config.json (the previous file is kept), restart Miningcore, and roll back "
+           "to the previous file automatically if the pool is not healthy within {rollback_after_seconds} s.",
+           (Param("config", "json_text", "the new config.json", required=True, max_length=1_000_000),
+            Param("rollback_after_seconds", "int", "how long the pool has to become healthy", default=120,
+                  minimum=10, maximum=3600)),
+           destructive=True, timeout_seconds=3600, silences=("miningcore",)),
+)}
+
+
+def validate_params(action_name: str, params: Any) -> dict[str, Any]:
+    """The action's parameters with defaults filled in; ``ParamError`` names the first bad one."""
+    action = ACTIONS.get(action_name)
+    if action is None:
+        raise ParamError("action", f"unknown action {action_name!r}; known: {', '.join(ACTIONS)}")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ParamError("params", "must be a JSON object")
+    known = {p.name for p in action.params}
+    for key in params:
+        if key not in known:
+            raise ParamError(key, f"is not a parameter of {action_name}" +
+                             (f" (it takes {', '.join(sorted(known))})" if known else " (it takes none)"))
+    out: dict[str, Any] = {}
+    for p in action.params:
+        if p.name in params and params[p.name] is not None:
+            out[p.name] = p.check(params[p.name])
+        elif p.required:
+            raise ParamError(p.name, "is required")
+        else:
+            out[p.name] = p.default
+    return out
+
+
+def explain(action_name: str, params: dict[str, Any]) -> str:
+    """The confirmation text with the parameters filled in."""
+    action = ACTIONS[action_name]
+    shown = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in params.items()}
+    shown = {k: ("(new file)" if k == "config" else v) for k, v in shown.items()}
+    try:
+        return action.explains.format(**shown)
+    except (KeyError, IndexError):
+        return action.explains
+
+
+def silenced_components(action_name: str, params: dict[str, Any]) -> list[str]:
+    return [c.format(**params) for c in ACTIONS[action_name].silences]
+
+
+class EnvelopeRejected(ValueError):
+    """A job the worker must not run; the message says why (it becomes the job's result)."""
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def make_envelope(*, job_uuid: str, host: str, action: str, params: dict[str, Any], requested_by: str,
+                  safe_mode: bool, issued_at: float | None = None, ttl_seconds: float = 3600) -> dict[str, Any]:
+    issued = time.time() if issued_at is None else issued_at
+    return {"v": ENVELOPE_VERSION, "job": job_uuid, "host": host, "action": action,
+            "params": validate_params(action, params), "requested_by": requested_by, "safe_mode": bool(safe_mode),
+            "issued_at": round(issued, 3), "expires_at": round(issued + ttl_seconds, 3)}
+
+
+def sign_envelope(key: bytes, envelope: dict[str, Any]) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(key, canonical_json(envelope), hashlib.sha256).hexdigest()
+
+
+def verify_envelope(key: bytes, envelope: Any, signature: Any, *, host: str, now_ts: float | None = None
+                    ) -> dict[str, Any]:
+    """Check a job before running it; returns the validated parameters or raises ``EnvelopeRejected``."""
+    import hmac
+
+    if not isinstance(envelope, dict) or not isinstance(signature, str):
+        raise EnvelopeRejected("not a poolwarden job envelope")
+    if not hmac.compare_digest(sign_envelope(key, envelope), signature):
+        raise EnvelopeRejected("bad signature: the job was not signed with this host's job key")
+    if envelope.get("v") != ENVELOPE_VERSION:
+        raise EnvelopeRejected(f"unsupported envelope version {envelope.get('v')!r}")
+    if envelope.get("host") != host:
+        raise EnvelopeRejected(f"the job is for host {envelope.get('host')!r}, this is {host!r}")
+    current = time.time() if now_ts is None else now_ts
+    expires = envelope.get("expires_at")
+    if not isinstance(expires, int | float) or current > expires:
+        raise EnvelopeRejected("the job expired before a worker took it")
+    try:
+        params = validate_params(str(envelope.get("action")), envelope.get("params"))
+    except ParamError as exc:
+        raise EnvelopeRejected(f"invalid parameters: {exc}") from None
+    action = ACTIONS[envelope["action"]]
+    if envelope.get("safe_mode") and action.is_destructive(params):
+        raise EnvelopeRejected("safe mode is on for this host: destructive actions are refused")
+    return params
