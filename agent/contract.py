@@ -398,7 +398,8 @@ class Param:
             try:
                 parsed = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise ParamError(self.name, f"is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
+                reason = f"is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+                raise ParamError(self.name, reason) from None
             if not isinstance(parsed, dict):
                 raise ParamError(self.name, "must be a JSON object")
             return value

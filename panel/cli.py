@@ -65,8 +65,10 @@ def engine_command(once: bool, block_ms: int) -> None:
     from panel.engine.rollups import Retention
 
     config = _config("DATABASE_URL", "REDIS_URL")
+    from panel.engine.tasks import default_tasks
+
     engine = Engine(config["DATABASE_URL"], config["REDIS_URL"], block_ms=block_ms,
-                    retention=Retention.from_config(config))
+                    retention=Retention.from_config(config), tasks=default_tasks(config), task_config=config)
     if not once:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: engine.stop())

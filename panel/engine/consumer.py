@@ -25,6 +25,7 @@ from panel import db
 from panel.engine.batches import MalformedEntry, parse_entry
 from panel.engine.rollups import Retention, run_rollups
 from panel.engine.store import SampleStore, SchemaMissing
+from panel.engine.tasks import PeriodicTask, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class Engine:
 
     def __init__(self, database_url: str, redis_url: str, *, block_ms: int = 1000,
                  rescan_seconds: float = 5.0, consumer: str | None = None,
-                 retention: Retention | None = None, rollup_every: float = ROLLUP_EVERY_SECONDS):
+                 retention: Retention | None = None, rollup_every: float = ROLLUP_EVERY_SECONDS,
+                 tasks: list[PeriodicTask] | None = None, task_config: dict | None = None):
         self.database_url = database_url
         self.redis_url = redis_url
         self.block_ms = block_ms
@@ -69,6 +71,7 @@ class Engine:
             redis_url, socket_connect_timeout=5, socket_timeout=block_ms / 1000 + 10,
         )
         self.retention = retention or Retention()
+        self.tasks = TaskRunner(tasks or [], database_url, self.redis, task_config)
         self.rollup_every = rollup_every
         self._next_rollup = time.monotonic() + min(rollup_every, 10.0)
         self.stored = 0  # batches stored (not counting duplicates), for tests and the summary line
@@ -119,6 +122,7 @@ class Engine:
                     self._failed(f"unexpected {type(exc).__name__}", once)
         finally:
             self._drop_db()
+            self.tasks.close()
             self.redis.close()
             self._log_summary(force=True)
 
@@ -133,6 +137,7 @@ class Engine:
             self._next_scan = now + self.rescan_seconds
         if self._replay_own:
             self._read_own_pending()
+        self.tasks.run_due()
         if not self._streams:
             self._stop.wait(min(self.block_ms / 1000, max(0.0, self._next_scan - time.monotonic())))
             return

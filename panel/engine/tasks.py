@@ -1,0 +1,93 @@
+"""Periodic work the engine does between stream reads: alert evaluation, maintenance job
+bookkeeping and schedules, and whatever later parts add.
+
+A task is a function ``run(ctx)`` with a cadence. Each task has its own PostgreSQL connection
+(``ctx.conn``, opened on first use and reopened after a failure), so a slow or failing task never
+holds the ingest transaction, and one task's failure is logged and retried at its next turn
+without stopping the others or the ingest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+
+from panel import db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskContext:
+    database_url: str
+    redis: redis.Redis
+    config: Mapping[str, Any] = field(default_factory=dict)
+    _conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.database_url)
+        return self._conn
+
+    def reset(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                self._conn.close()
+        self._conn = None
+
+
+@dataclass
+class PeriodicTask:
+    name: str
+    every_seconds: float
+    run: Callable[[TaskContext], Any]
+    next_at: float = 0.0
+    failures: int = 0
+    context: TaskContext | None = None
+
+
+class TaskRunner:
+    def __init__(self, tasks: list[PeriodicTask], database_url: str, redis_client: redis.Redis,
+                 config: Mapping[str, Any] | None = None):
+        self.tasks = tasks
+        for task in tasks:
+            task.context = TaskContext(database_url, redis_client, config or {})
+
+    def run_due(self, now: float | None = None) -> None:
+        for task in self.tasks:
+            current = time.monotonic() if now is None else now
+            if current < task.next_at:
+                continue
+            try:
+                task.run(task.context)
+                if task.context._conn is not None and not task.context._conn.closed:
+                    task.context._conn.rollback()  # never leave a transaction open between turns
+                if task.failures:
+                    log.info("task %s: working again", task.name)
+                task.failures = 0
+                task.next_at = time.monotonic() + task.every_seconds
+            except Exception as exc:  # noqa: BLE001 - isolated: logged, retried later
+                task.failures += 1
+                level = logging.ERROR if task.failures in (1, 10, 100) else logging.DEBUG
+                log.log(level, "task %s failed (%d in a row): %s", task.name, task.failures, exc,
+                        exc_info=task.failures == 1)
+                task.context.reset()
+                task.next_at = time.monotonic() + min(task.every_seconds * 2 ** min(task.failures, 5), 300)
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.context.reset()
+
+
+def default_tasks(config: Mapping[str, Any]) -> list[PeriodicTask]:
+    """The tasks ``poolwarden-panel engine`` runs."""
+    tasks: list[PeriodicTask] = []
+    return tasks
