@@ -3,6 +3,8 @@
     poolwarden-agent collect [--config-dir D] [--once] [--cycles N] [--interval S] [--print]
     poolwarden-agent once [--config-dir D]            # = collect --once --print (no Redis)
     poolwarden-agent check-config [--config-dir D]
+    poolwarden-agent work [--config-dir D] [--burst]  # the maintenance worker (RQ queue maint:<host>)
+    poolwarden-agent safe-mode on|off|status [--reason TEXT] [--config-dir D]
 
 Exit codes: 0 done, 2 configuration refused, 1 anything else.
 """
@@ -78,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate the configuration files")
     config_dir(check)
+
+    work = sub.add_parser("work", help="run the maintenance worker on this host's queue maint:<host>")
+    config_dir(work)
+    work.add_argument("--burst", action="store_true", help="run the queued jobs, then exit")
+
+    safe = sub.add_parser("safe-mode", help="refuse every destructive action on this host while on")
+    config_dir(safe)
+    safe.add_argument("state", choices=["on", "off", "status"])
+    safe.add_argument("--reason", default="", help="why (shown with every refusal)")
     return parser
 
 
@@ -142,11 +153,69 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_work(args: argparse.Namespace) -> int:
+    import redis
+
+    from agent.worker import WorkerSetupError, build_worker, read_job_key
+
+    config = load_or_report(args.config_dir)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        key = read_job_key(config.monitoring.maintenance.job_key_file)
+    except WorkerSetupError as exc:
+        print(f"poolwarden-agent: cannot start the worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    worker = build_worker(config, key, config.monitoring.agent.redis_url)
+    log.info("maintenance worker %s on queue maint:%s, Redis at %s", worker.name, config.host,
+             config.summary()["redis"])
+    while True:
+        try:
+            worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
+            return 0
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if args.burst:
+                print(f"poolwarden-agent: Redis unreachable: {exc}", file=sys.stderr)
+                return 1
+            log.warning("Redis unreachable (%s): retrying in 5 s", exc)
+            import time
+
+            time.sleep(5)
+            worker = build_worker(config, key, config.monitoring.agent.redis_url)
+
+
+def cmd_safe_mode(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.worker import local_safe_mode
+
+    config = load_or_report(args.config_dir)
+    if config is None:
+        return EXIT_CONFIG
+    path = config.monitoring.maintenance.safe_mode_file
+    if not path:
+        print("poolwarden-agent: maintenance.safeModeFile is not set in monitoring.json", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.state == "on":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text((args.reason or "switched on with poolwarden-agent safe-mode on") + "\n",
+                              encoding="utf-8")
+    elif args.state == "off":
+        Path(path).unlink(missing_ok=True)
+    reason = local_safe_mode(config)
+    print(f"safe mode is {'ON: ' + reason if reason else 'off'} on {config.host} ({path})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "check-config":
         return cmd_check_config(args)
+    if args.command == "work":
+        return cmd_work(args)
+    if args.command == "safe-mode":
+        return cmd_safe_mode(args)
     return cmd_collect(args)
 
 

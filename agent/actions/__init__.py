@@ -52,20 +52,25 @@ class ActionContext:
 ActionFunction = Callable[[ActionContext, dict[str, Any]], dict[str, Any]]
 
 
-def registry() -> dict[str, ActionFunction]:
-    """Action name -> function; imported lazily so the worker starts fast."""
-    from agent.actions import backup, cleanup, health, logs, mcconfig, services, vacuum
+IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
+    "backup": ("agent.actions.backup", "run_backup"),
+    "test_restore": ("agent.actions.backup", "run_test_restore"),
+    "vacuum": ("agent.actions.vacuum", "run_vacuum"),
+    "vacuum_full": ("agent.actions.vacuum", "run_vacuum_full"),
+    "rotate_logs": ("agent.actions.logs", "run_rotate_logs"),
+    "cleanup": ("agent.actions.cleanup", "run_cleanup"),
+    "restart": ("agent.actions.services", "run_restart"),
+    "start": ("agent.actions.services", "run_start"),
+    "stop": ("agent.actions.services", "run_stop"),
+    "health_check": ("agent.actions.health", "run_health_check"),
+    "update_miningcore_config": ("agent.actions.mcconfig", "run_update_miningcore_config"),
+}
+"""Catalogue action -> (module, function). A fixed table: nothing here comes from a job."""
 
-    return {
-        "backup": backup.run_backup,
-        "test_restore": backup.run_test_restore,
-        "vacuum": vacuum.run_vacuum,
-        "vacuum_full": vacuum.run_vacuum_full,
-        "rotate_logs": logs.run_rotate_logs,
-        "cleanup": cleanup.run_cleanup,
-        "restart": services.run_restart,
-        "start": services.run_start,
-        "stop": services.run_stop,
-        "health_check": health.run_health_check,
-        "update_miningcore_config": mcconfig.run_update_miningcore_config,
-    }
+
+def implementation(name: str) -> ActionFunction:
+    """The function for a catalogue action, imported on first use so the worker starts fast."""
+    import importlib
+
+    module, function = IMPLEMENTATIONS[name]
+    return getattr(importlib.import_module(module), function)
