@@ -599,3 +599,20 @@ def verify_envelope(key: bytes, envelope: Any, signature: Any, *, host: str, now
     if envelope.get("safe_mode") and action.is_destructive(params):
         raise EnvelopeRejected("safe mode is on for this host: destructive actions are refused")
     return params
+
+
+def agent_redis_acl_rules(host: str) -> list[str]:
+    """The Redis ACL rules of a pool host's agent user: XADD to its own sample stream, and what an RQ
+    worker on its own queue ``maint:<host>`` needs — found key by key against Redis 7 and rq 3.
+
+    Job hashes (``rq:job:mj-*``) are shared by all agents: RQ job ids cannot carry a host name
+    (dots are not allowed in them). A job's payload is signed with its host's key, so one agent
+    cannot make another run anything; it could at worst overwrite another host's job result.
+    The Ansible inventories carry the same list (tests/deploy checks they match).
+    """
+    q = maint_queue(host)
+    return [f"~pw:samples:{host}", f"~rq:queue:{q}", f"~rq:queue:{q}:*", f"~rq:*:{q}", "~rq:job:mj-*",
+            "~rq:job::mj-*", "~rq:results:mj-*", "~rq:execution:mj-*", "~rq:executions:mj-*",
+            f"~rq:worker:{host}.*", "~rq:workers", f"~rq:workers:{q}", "~rq:queues", "~rq:clean_groups",
+            "~rq:groups", "%R~rq:suspended", "%R~rq:rl-keys", f"&rq:pubsub:{host}.*", "+@all", "-@dangerous",
+            "+info"]

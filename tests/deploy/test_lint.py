@@ -48,3 +48,14 @@ def test_production_example_vault_opens_with_the_demo_password(tmp_path):
     assert "vault_poolwarden_panel_secret_key" in result.stdout
     vault = (ROOT / "inventory/production/group_vars/all/vault.yml").read_text()
     assert vault.startswith("$ANSIBLE_VAULT;"), "the example vault must stay encrypted"
+
+
+@pytest.mark.parametrize("inventory", ["vagrant", "production"])
+def test_inventory_agent_acl_matches_the_contract(inventory):
+    import yaml
+
+    from agent.contract import agent_redis_acl_rules
+
+    data = yaml.safe_load((ROOT / "inventory" / inventory / "group_vars/pool_hosts/vars.yml").read_text())
+    rules = [r.replace("{{ inventory_hostname }}", "pool-1") for r in data["poolwarden_agent_redis_acl_user"]["rules"]]
+    assert rules == agent_redis_acl_rules("pool-1")
