@@ -431,6 +431,15 @@ def optional_text(value: Any, key: str = "") -> str | None:
     return text(value, key) or None
 
 
+def blank_is_none(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """For optional settings filled from the environment: ``"${VAR:-}"`` left empty means "not set"."""
+
+    def wrapped(value: Any, key: str = "") -> Any:
+        return None if value == "" else check(value, key)
+
+    return wrapped
+
+
 def fs_type(value: Any, key: str = "") -> str:
     value = nonempty_text(value, key)
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
@@ -490,7 +499,7 @@ def parse_pool(data: Any, file: str) -> PoolConfig:
         timeout_seconds=s.value("timeoutSeconds", number(0.1, 300), required=False, default=5.0),
         database_dsn=dsn,
         log_dir=s.value("logDir", absolute_path, required=False),
-        config_file=s.value("configFile", absolute_path, required=False),
+        config_file=s.value("configFile", blank_is_none(absolute_path), required=False),
         stratum_ports=s.list("stratumPorts", number(1, 65535, integer=True)),
     )
     s.done()
@@ -523,8 +532,10 @@ def parse_pool(data: Any, file: str) -> PoolConfig:
         if name not in SERVICES:
             continue  # reported as unknown by done()
         c = s.section(name)
-        container = c.value("container", nonempty_text, required=False)
-        unit = c.value("systemdUnit", systemd_unit, required=False)
+        container = c.value("container", blank_is_none(nonempty_text), required=False)
+        unit = c.value("systemdUnit", blank_is_none(systemd_unit), required=False)
+        if container is None and unit is None:
+            continue  # both left empty (e.g. "${VAR:-}"): the service is not managed on this host
         if (container is None) == (unit is None):
             raise c.error("container", "give exactly one of container (Docker) or systemdUnit")
         c.done()
@@ -603,13 +614,13 @@ def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
     s = root.section("maintenance", required=False)
     d = MaintenanceConfig()
     maintenance = MaintenanceConfig(
-        job_key_file=s.value("jobKeyFile", absolute_path, required=False),
-        safe_mode_file=s.value("safeModeFile", absolute_path, required=False),
-        work_dir=s.value("workDir", absolute_path, required=False),
+        job_key_file=s.value("jobKeyFile", blank_is_none(absolute_path), required=False),
+        safe_mode_file=s.value("safeModeFile", blank_is_none(absolute_path), required=False),
+        work_dir=s.value("workDir", blank_is_none(absolute_path), required=False),
         backup_margin_percent=s.value("backupMarginPercent", number(0, 1000), required=False,
                                       default=d.backup_margin_percent),
-        panel_database_dsn=s.value("panelDatabaseDsn", postgres_dsn, required=False),
-        scratch_database_dsn=s.value("scratchDatabaseDsn", postgres_dsn, required=False),
+        panel_database_dsn=s.value("panelDatabaseDsn", blank_is_none(postgres_dsn), required=False),
+        scratch_database_dsn=s.value("scratchDatabaseDsn", blank_is_none(postgres_dsn), required=False),
         log_max_size_mb=s.value("logMaxSizeMb", number(1, 1_000_000, integer=True), required=False,
                                 default=d.log_max_size_mb),
         log_max_age_days=s.value("logMaxAgeDays", number(1, 3650, integer=True), required=False,

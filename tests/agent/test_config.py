@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ BAD_VALUES = [
     ("pool.json", "miningcore.apiURL", "http://127.0.0.1:4000",
      "pool.json: miningcore.apiURL: unknown key (did you mean 'apiUrl'?)"),
     ("pool.json", "extra", 1, "pool.json: extra: unknown key (expected one of: host, miningcore, ergoNode, "
-                              "paths, docker)"),
+                              "paths, docker, services)"),
     ("pool.json", "host", "pool 1",
      "pool.json: host: must be a host name of 1-63 characters: letters, digits, '-', '_' or '.', got 'pool 1'"),
     ("pool.json", "host", _DELETE, "pool.json: host: is required"),
@@ -225,3 +226,27 @@ def test_collectors_section_is_strict(tmp_path, collectors, message):
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path, env={})
     assert message in str(err.value)
+
+
+def test_services_and_maintenance_settings(tmp_path):
+    pool = json.loads((EXAMPLE_DIR / "pool.json").read_text())
+    monitoring = json.loads((EXAMPLE_DIR / "monitoring.json").read_text())
+    (tmp_path / "monitoring.json").write_text(json.dumps(monitoring))
+    pool["services"] = {"miningcore": {"container": "mc"}, "nginx": {"systemdUnit": "nginx.service"},
+                        "ergo_node": {"systemdUnit": "${ERGO_NODE_UNIT:-}"}}
+    (tmp_path / "pool.json").write_text(json.dumps(pool))
+    config = load_config(tmp_path, env={"POOLWARDEN_JOB_KEY_FILE": "/k"})
+    assert {n: (s.kind, s.target) for n, s in config.pool.services.items()} == {
+        "miningcore": ("docker", "mc"), "nginx": ("systemd", "nginx.service")}  # an empty unit: not managed
+    assert config.monitoring.maintenance.job_key_file == "/k"
+    assert config.monitoring.maintenance.panel_database_dsn is None
+    for services, message in [
+        ({"miningcore": {"container": "mc", "systemdUnit": "m.service"}},
+         "services.miningcore.container: give exactly one of container (Docker) or systemdUnit"),
+        ({"nginx": {"systemdUnit": "nginx; rm -rf /"}}, "services.nginx.systemdUnit: must be a systemd unit name"),
+        ({"redis": {"container": "r"}}, "services.redis: unknown key"),
+    ]:
+        pool["services"] = services
+        (tmp_path / "pool.json").write_text(json.dumps(pool))
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(tmp_path, env={})
