@@ -506,7 +506,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            "to the previous file automatically if the pool is not healthy within {rollback_after_seconds} s.",
            (Param("config", "json_text", "the new config.json", required=True, max_length=1_000_000),
             Param("rollback_after_seconds", "int", "how long the pool has to become healthy", default=120,
-                  minimum=10, maximum=3600)),
+                  minimum=10, maximum=1500)),
            destructive=True, timeout_seconds=3600, silences=("miningcore",)),
 )}
 
