@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -10,8 +11,8 @@ import psycopg
 import pytest
 
 from agent.contract import ENGINE_GROUP, Batch, Event, Sample, stream_key
-from panel.engine import Engine
-from panel.engine.batches import parse_entry
+from panel.engine import Engine, EngineUnavailable, consumer
+from panel.engine.batches import label_text, parse_entry
 from panel.engine.store import SampleStore
 from tests.panel.helpers import ingest, pool_host_batch, xadd
 
@@ -103,6 +104,16 @@ BAD_ENTRIES = {
         "v": 1, "id": "x", "ts": 1.7e9, "samples": [],
         "events": [{"id": "e", "kind": "k", "ts": 1.7e9, "data": {"s": "a\u0000b"}}]})},
     "binary garbage": {"batch": b"\xff\xfe\x00\x01"},
+    "NUL in a metric name": {"batch": json.dumps({
+        "v": 1, "id": "x", "ts": 1.7e9, "samples": [["a\u0000b", {}, 1, 0]]})},
+    "lone surrogate in a label": {"batch": json.dumps({
+        "v": 1, "id": "x", "ts": 1.7e9, "samples": [["m", {"path": "/srv/\ud800"}, 1, 0]]})},
+    "number too large for a float": {"batch": json.dumps({
+        "v": 1, "id": "x", "ts": 1.7e9, "samples": [["m", {}, 10**400, 0]]})},
+    "metric name not a string": {"batch": json.dumps({"v": 1, "id": "x", "ts": 1.7e9, "samples": [[5, {}, 1, 0]]})},
+    "NaN in event data": {"batch": json.dumps({
+        "v": 1, "id": "x", "ts": 1.7e9, "samples": [],
+        "events": [{"id": "e", "kind": "k", "ts": 1.7e9, "data": {"effort": float("nan")}}]})},
 }
 
 
@@ -187,6 +198,177 @@ def test_engine_once_names_unreachable_redis(db_url):
     result = app.test_cli_runner().invoke(args=["engine", "--once"])
     assert result.exit_code == 1
     assert "Redis at 127.0.0.1:1 is unreachable" in result.output
+
+
+# -- one transaction per read ---------------------------------------------------------------------
+
+
+def xack_calls(rds) -> int:
+    return rds.info("commandstats").get("cmdstat_xack", {}).get("calls", 0)
+
+
+def test_a_read_is_one_transaction_and_one_xack_per_stream(runner, rds, sql):
+    for i in range(12):
+        xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0 + 15 * i))
+    for i in range(3):
+        xadd(rds, "pool-2", pool_host_batch(1_700_000_000.0 + 15 * i))
+    xacks = xack_calls(rds)
+
+    assert "ingested 15 new batches" in ingest(runner)
+
+    # every batch id (and so every sample) of the read was committed by the same transaction
+    assert sql("SELECT count(DISTINCT xmin::text) FROM ingested_batches") == [(1,)]
+    assert sql("SELECT count(DISTINCT xmin::text) FROM events") == [(1,)]
+    assert xack_calls(rds) - xacks == 2
+    assert pending(rds, "pool-1") == pending(rds, "pool-2") == 0
+    assert counts(sql)["samples"] == 15 * len(pool_host_batch().samples)
+
+
+def test_a_read_parsed_in_chunks_is_still_one_transaction(runner, rds, sql, monkeypatch):
+    """A backlog read is parsed and written a few entries at a time; what one chunk learns (a new
+    series, a batch id, a stored sample) holds for the next ones."""
+    monkeypatch.setattr(consumer, "PARSE_CHUNK", 3)
+    t0 = 1_700_000_000.0
+    batches = [pool_host_batch(t0 + 15 * i) for i in range(8)]
+    batches[4].samples.append(Sample("poolwarden_swap_used_bytes", 1.0))  # a new series, in the 2nd chunk
+    batches[6].samples.append(Sample("poolwarden_swap_used_bytes", 2.0))  # and again in the 3rd
+    repeat_sample = Batch(ts=t0, samples=[Sample("poolwarden_load1", 9.0)])  # same series and ts as batch 0
+    entries = [*batches[:3], None, *batches[3:6], batches[1], repeat_sample, *batches[6:]]
+    for batch in entries:
+        if batch is None:
+            bad_id = rds.xadd(stream_key("pool-1"), {"batch": "{not json"})
+        else:
+            xadd(rds, "pool-1", batch)
+
+    assert "ingested 9 new batches" in ingest(runner)  # 8 + repeat_sample; batches[1] twice is a replay
+
+    per_batch = len(pool_host_batch().samples)
+    c = counts(sql)
+    assert (c["ingested_batches"], c["samples"], c["series"]) == (9, 8 * per_batch + 2, per_batch + 1)
+    assert sql("SELECT count(DISTINCT xmin::text) FROM ingested_batches") == [(1,)]
+    assert [r[0] for r in sql("SELECT stream_id FROM rejected_batches")] == [bad_id.decode()]
+    assert sql("SELECT x.value FROM samples x JOIN series s ON s.id = x.series_id "
+               "WHERE s.name = 'poolwarden_load1' AND x.ts = to_timestamp(%s)", (t0,)) == [(1.5,)]
+    assert sql("SELECT l.value FROM latest l JOIN series s ON s.id = l.series_id "
+               "WHERE s.name = 'poolwarden_swap_used_bytes'") == [(2.0,)]
+    assert pending(rds, "pool-1") == 0
+
+
+def test_a_failure_mid_transaction_leaves_every_entry_of_the_read_pending(db_url, redis_url, rds, sql, runner):
+    """The PostgreSQL connection dies after the samples of a read were written, before its commit."""
+    sql("CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$")
+    sql("CREATE TRIGGER die_while_storing_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION die()")
+    for i in range(5):
+        xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0 + 15 * i))
+
+    with pytest.raises(EngineUnavailable, match="PostgreSQL at 127.0.0.1"):
+        Engine(db_url, redis_url, block_ms=100, consumer="engine-that-dies").run(once=True)
+
+    assert set(counts(sql).values()) == {0}  # nothing committed: no host, no series, no sample
+    assert pending(rds, "pool-1") == 5  # and nothing acknowledged
+    sql("DROP TRIGGER die_while_storing_events ON events")
+
+    assert "ingested 5 new batches" in ingest(runner)  # another engine claims them
+
+    assert counts(sql)["ingested_batches"] == 5
+    assert counts(sql)["samples"] == 5 * len(pool_host_batch().samples)
+    assert pending(rds, "pool-1") == 0
+
+
+def test_an_entry_postgres_refuses_is_rejected_alone(runner, rds, sql):
+    """Valid JSON that PostgreSQL cannot index (a 12 kB label) costs only its own entry."""
+    xadd(rds, "pool-1", pool_host_batch(1_700_000_000.0))
+    huge = Batch(ts=1_700_000_015.0, samples=[Sample("poolwarden_load1", 1.0, {"blob": os.urandom(6000).hex()})])
+    bad_id = xadd(rds, "pool-1", huge)
+    xadd(rds, "pool-1", pool_host_batch(1_700_000_030.0))
+
+    assert "ingested 2 new batches" in ingest(runner)
+
+    assert counts(sql)["ingested_batches"] == 2
+    assert counts(sql)["samples"] == 2 * len(pool_host_batch().samples)
+    rejected = sql("SELECT stream_id, reason FROM rejected_batches")
+    assert [r[0] for r in rejected] == [bad_id.decode()]
+    assert "index row" in rejected[0][1]
+    assert sql("SELECT count(*) FROM series WHERE labels ? 'blob'") == [(0,)]
+    assert pending(rds, "pool-1") == 0
+
+
+def test_a_sample_already_stored_under_another_batch_id_is_stored_once(runner, rds, sql):
+    """Same series and time again (a re-sent cached value, or twice in one batch): the first value stays."""
+    ts = 1_700_000_000.0
+    xadd(rds, "pool-1", Batch(ts=ts, samples=[Sample("poolwarden_load1", 1.0)]))
+    ingest(runner)
+    xadd(rds, "pool-1", Batch(ts=ts, samples=[Sample("poolwarden_load1", 2.0), Sample("poolwarden_load5", 3.0)]))
+    xadd(rds, "pool-1", Batch(ts=ts + 15, samples=[Sample("poolwarden_load1", 4.0),
+                                                   Sample("poolwarden_load1", 4.0, ts=ts + 15)]))
+
+    assert "ingested 2 new batches" in ingest(runner)
+
+    assert counts(sql)["ingested_batches"] == 3
+    rows = sql("SELECT s.name, extract(epoch FROM x.ts), x.value FROM samples x JOIN series s ON s.id = x.series_id "
+               "ORDER BY 1, 2")
+    assert rows == [("poolwarden_load1", ts, 1.0), ("poolwarden_load1", ts + 15, 4.0), ("poolwarden_load5", ts, 3.0)]
+    assert sql("SELECT s.name, extract(epoch FROM l.ts), l.value FROM latest l JOIN series s ON s.id = l.series_id "
+               "ORDER BY 1") == [("poolwarden_load1", ts + 15, 4.0), ("poolwarden_load5", ts, 3.0)]
+
+
+def test_label_order_and_value_types_do_not_split_a_series(runner, rds, sql):
+    ts = 1_700_000_000.0
+    for i, labels in enumerate([{"mount": "/", "device": "sda"}, {"device": "sda", "mount": "/"}]):
+        sample = ["poolwarden_disk_used_bytes", labels, i, 0]
+        rds.xadd(stream_key("pool-1"), {"batch": json.dumps({"v": 1, "id": f"b{i}", "ts": ts + 15 * i,
+                                                            "samples": [sample]})})
+    rds.xadd(stream_key("pool-1"), {"batch": json.dumps({
+        "v": 1, "id": "b2", "ts": ts + 30, "samples": [["poolwarden_cpu_core_percent", {"core": 3}, 5.0, 0]]})})
+    ingest(runner)
+    rds.xadd(stream_key("pool-1"), {"batch": json.dumps({
+        "v": 1, "id": "b3", "ts": ts + 45, "samples": [["poolwarden_cpu_core_percent", {"core": "3"}, 6.0, 0]]})})
+    ingest(runner)
+    assert sql("SELECT name, labels FROM series ORDER BY name") == [
+        ("poolwarden_cpu_core_percent", {"core": "3"}), ("poolwarden_disk_used_bytes", {"mount": "/", "device": "sda"})]
+    assert counts(sql)["samples"] == 4
+
+
+def test_an_old_batch_does_not_set_the_agent_version_or_last_batch_time(runner, rds, sql):
+    xadd(rds, "pool-1", Batch(ts=1_700_000_100.0, samples=[], agent_version="2.0"))
+    xadd(rds, "pool-1", Batch(ts=1_700_000_000.0, samples=[], agent_version="1.0"))  # same read, older
+    ingest(runner)
+    xadd(rds, "pool-1", Batch(ts=1_700_000_050.0, samples=[], agent_version="1.5"))  # later read, still older
+    xadd(rds, "pool-2", Batch(ts=1_700_000_000.0, samples=[], agent_version="3.0"))
+    xadd(rds, "pool-2", Batch(ts=1_700_000_015.0, samples=[]))  # newest, but names no version
+    ingest(runner)
+    assert sql("SELECT name, agent_version, extract(epoch FROM last_batch_ts) FROM hosts ORDER BY name") == [
+        ("pool-1", "2.0", 1_700_000_100), ("pool-2", "3.0", 1_700_000_015)]
+
+
+@pytest.mark.parametrize("own_ts", [False, True], ids=["all samples at the batch ts", "a sample with its own ts"])
+def test_parse_entry_reads_what_the_contract_writes(own_ts):
+    """The engine's parser (the hot path) agrees with the contract's own decoding."""
+    batch = pool_host_batch(1_700_000_000.25)
+    if own_ts:
+        batch.samples.append(Sample("poolwarden_backup_newest_age_seconds", 12.5, {"path": "/b"}, ts=1_699_999_990.5))
+    fields = {k.encode(): v.encode() for k, v in batch.to_fields().items()}
+
+    parsed, decoded = parse_entry("pool-1", "1-0", fields), Batch.from_fields(fields)
+
+    assert (parsed.host, parsed.stream_id, parsed.batch_id, parsed.agent_version, parsed.sample_count) == (
+        "pool-1", "1-0", decoded.id, decoded.agent_version, len(decoded.samples))
+    assert parsed.ts.timestamp() == decoded.ts
+    assert [(name, dict(labels), us / 1e6, value) for (name, labels), us, value in parsed.rows()] == [
+        (s.name, s.labels, s.ts or decoded.ts, s.value) for s in decoded.samples]
+    assert [(i, k, ts.timestamp(), d) for i, k, ts, d in parsed.events] == [
+        (e.id, e.kind, e.ts, e.data) for e in decoded.events]
+    assert parsed.oldest_us == (1_699_999_990_500_000 if own_ts else 1_700_000_000_250_000)
+
+
+def test_parse_entry_keeps_odd_label_values_as_text():
+    body = {"v": 1, "id": "b", "ts": 1.7e9, "samples": [
+        ["m", {"cores": 8, "ok": True, "list": [1, 2], "map": {"a": 1}, "none": None}, 1.0, 0]]}
+    parsed = parse_entry("pool-1", "1-0", {"batch": json.dumps(body)})
+    (name, labels), = parsed.series
+    assert {k: label_text(v) for k, v in labels} == {
+        "cores": "8", "ok": "True", "list": "[1, 2]", "map": "{'a': 1}", "none": "None"}
 
 
 # -- long-running engine --------------------------------------------------------------------------
