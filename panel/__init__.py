@@ -10,7 +10,7 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the panel: settings from the environment (overridden by ``config``), then each part."""
-    from panel import audit, cli, db, errors, secretbox, security, tokens
+    from panel import alerts, audit, cli, db, errors, maintenance, notify, secretbox, security, tokens
     from panel.account.routes import bp as account_bp
     from panel.allowlist.routes import bp as allowlist_bp
     from panel.api import openapi
@@ -47,5 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
+    maintenance.init_app(app)
+    notify.init_app(app)
+    alerts.init_app(app)
     openapi.init_app(app)
     return app

@@ -310,10 +310,16 @@ for _command in COMMANDS:
 
 def _add_part_commands() -> None:
     """Command groups that live beside the part they serve (their own init_app binds them to app.cli)."""
+    from panel.alerts.cli import alerts_group
     from panel.audit.cli import audit_group
+    from panel.maintenance.cli import maintenance_group
+    from panel.notify.worker import notify_worker_command
     from panel.secretbox import secrets_group
 
+    main.add_command(alerts_group)
     main.add_command(audit_group)
+    main.add_command(notify_worker_command)
+    main.add_command(maintenance_group)
     main.add_command(secrets_group)
 
 

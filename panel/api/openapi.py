@@ -217,6 +217,10 @@ def _operation(summary: str, operation_id: str, responses: dict[str, Any], role:
 
 def document() -> dict[str, Any]:
     """The OpenAPI document (a fresh dict each call)."""
+    from panel.alerts import openapi as alerts_openapi
+    from panel.maintenance import openapi as maintenance_openapi
+    from panel.notify import openapi as notify_openapi
+
     host_name = {"name": "name", "in": "path", "required": True, "description": "host name as its agent reports it",
                  "schema": {"type": "string", "minLength": 1}}
     host_query = {"name": "host", "in": "query", "required": False,
@@ -282,12 +286,16 @@ def document() -> dict[str, Any]:
                     "CPU (per core, per container), memory, network and disk I/O in bytes/s, load"),
                    ("docker", "SystemDocker", "Containers: state, health, CPU %, memory bytes, restarts, uptime"),
                ]},
+            **maintenance_openapi.paths(),
+            **alerts_openapi.paths(),
+            **notify_openapi.paths(),
         },
         "components": {
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pw_<id>_<secret>"},
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **maintenance_openapi.schemas(), **alerts_openapi.schemas(),
+                        **notify_openapi.schemas()},
         },
     }
 

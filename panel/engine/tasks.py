@@ -89,5 +89,12 @@ class TaskRunner:
 
 def default_tasks(config: Mapping[str, Any]) -> list[PeriodicTask]:
     """The tasks ``poolwarden-panel engine`` runs."""
-    tasks: list[PeriodicTask] = []
-    return tasks
+    from panel import notify
+    from panel.alerts.evaluator import make_task
+    from panel.maintenance.sync import TICK_SECONDS, tick
+
+    return [
+        PeriodicTask("maintenance", TICK_SECONDS, tick),
+        make_task(config),  # before notify: what it fires is told in the same round
+        PeriodicTask("notify", notify.TICK_SECONDS, notify.tick),
+    ]

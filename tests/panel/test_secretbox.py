@@ -204,7 +204,8 @@ def test_rotate_reencrypts_every_registered_column(keyed_app, db_url, tmp_path):
             secretbox.decrypt(before["ann"])
     with psycopg.connect(db_url) as conn:
         (details,) = conn.execute("SELECT details FROM audit_log WHERE action = 'secrets.rotate'").fetchone()
-    assert details == {"old_keys": [key_id(old_key)], "reencrypted": {"users.totp_secret_enc": 3}}
+    assert details == {"old_keys": [key_id(old_key)], "reencrypted": {
+        "users.totp_secret_enc": 3, "integrations.secrets_enc": 0, "maintenance_host_keys.key_enc": 0}}
 
     status = runner.invoke(args=["secrets", "status"])
     assert f"users.totp_secret_enc: 3 under {key_id(new_key_)}" in status.output
