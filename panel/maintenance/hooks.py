@@ -5,9 +5,13 @@ job running, and ``on_job_finished`` once when the job reaches a final state (su
 refused, cancelled, expired), in that order; a job that never ran (cancelled, expired) only gets
 ``on_job_finished``. ``job`` is the ``maintenance_jobs`` row after the change, as a dict.
 
-Both record the transition in the audit log. This is where alerting hooks in: silencing the
-components the action touches (``agent.contract.silenced_components``) while it runs, and raising
-the critical alert for a service that did not come back once it has finished.
+Both record the transition in the audit log. While a job runs, the alerts it is expected to cause
+are silenced: a silence (source ``maintenance``) on the job's host for the services the action
+touches (``agent.contract.silenced_components``, matched against the alerts' ``service`` label),
+ending at the action's time limit at the latest and expired as soon as the job finishes, so what
+still fires afterwards is notified at the dispatcher's next turn. A service that did not come back
+(``result.details.service_down``) raises the critical ``maintenance_failed`` alert through the
+alert rules, which read ``maintenance_jobs``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,36 @@ def on_job_started(conn: psycopg.Connection, job: dict[str, Any]) -> None:
     audit.record_event("maintenance.job_started", "maintenance_job", str(job["id"]), actor="system", conn=conn,
                        host=job["host"], job_action=job["action"], requested_by=job["requested_by"],
                        waited_seconds=wait, components=silences)
+    if silences:
+        _silence_while_running(conn, job, silences)
+
+
+def _silence_marker(job: dict[str, Any]) -> str:
+    return f"maintenance job {job['id']}:"
+
+
+def _silence_while_running(conn: psycopg.Connection, job: dict[str, Any], services: list[str]) -> None:
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from agent.contract import ACTIONS
+    from panel.notify.silences import create_silence
+
+    ends = datetime.now(UTC) + timedelta(seconds=ACTIONS[job["action"]].timeout_seconds + 60)
+    create_silence(conn, matchers=[{"name": "host", "op": "=", "value": job["host"]},
+                                   {"name": "service", "op": "=~", "value": "|".join(re.escape(s) for s in services)}],
+                   starts_at=None, ends_at=ends, created_by="system", source="maintenance",
+                   comment=f"{_silence_marker(job)} {job['action']} by {job['requested_by']} touches "
+                           f"{', '.join(services)}")
+
+
+def _end_silences(conn: psycopg.Connection, job: dict[str, Any]) -> None:
+    from panel.notify.silences import expire_silence
+
+    found = conn.execute("SELECT id FROM silences WHERE source = 'maintenance' AND expired_at IS NULL "
+                         "AND starts_with(comment, %s)", (_silence_marker(job),)).fetchall()
+    for (silence_id,) in found:
+        expire_silence(conn, silence_id, by="system")
 
 
 def on_job_finished(conn: psycopg.Connection, job: dict[str, Any]) -> None:
@@ -39,3 +73,4 @@ def on_job_finished(conn: psycopg.Connection, job: dict[str, Any]) -> None:
                        host=job["host"], job_action=job["action"], requested_by=job["requested_by"],
                        status=job["status"], summary=job.get("summary"), error=job.get("error"),
                        duration_seconds=duration_seconds(job))
+    _end_silences(conn, job)

@@ -63,6 +63,7 @@ def test_sync_follows_a_real_worker_from_running_to_succeeded(client, auth, db_u
                 if row["status"] == "running" and len(row["progress"]) >= 2:
                     seen.update(row)
                     seen["api"] = client.get(f"{API}/jobs/{job['id']}", headers=headers).get_json()
+                    seen["silences"] = sql("SELECT matchers, source, expired_at FROM silences")
                     break
                 time.sleep(0.05)
         finally:
@@ -79,9 +80,16 @@ def test_sync_follows_a_real_worker_from_running_to_succeeded(client, auth, db_u
     assert seen["status"] == "running" and seen["started_at"]
     assert seen["progress"] == ["vacuum: started for token:t-operator", "vacuuming shares, blocks"]
     assert seen["api"]["status"] == "running" and seen["api"]["progress"] == seen["progress"]
+    # while it runs, the alerts a vacuum may cause on this host's database are held back ...
+    ((matchers, source, expired),) = seen["silences"]
+    assert source == "maintenance" and expired is None
+    assert {(m["name"], m["op"], m["value"]) for m in matchers} == {("host", "=", HOST),
+                                                                    ("service", "=~", "postgresql")}
     sync.tick(ctx)
     row = job_row(sql, job["id"])
     assert row["status"] == "succeeded" and row["summary"] == "vacuum finished" and row["error"] is None
+    # ... and released as soon as it finished: what still fires is notified
+    assert [e is not None for (e,) in sql("SELECT expired_at FROM silences")] == [True]
     assert row["progress"][-1] == "vacuum: done"
     assert row["result"]["details"] == {"params": {"tables": ["shares", "blocks"]}, "rows": 42}
     started = datetime.fromisoformat(row["started_at"])
