@@ -113,7 +113,11 @@ def stack(pg, redis_url, session_dir, tmp_path, request):
         "MININGCORE_DB_DSN": mc_dsn, "MININGCORE_LOG_DIR": str(logs),
         "ERGO_NODE_URL": urls["node"], "ERGO_NODE_API_KEY": "hello", "ERGO_NODE_DATA_DIR": str(node_data),
         "POOLWARDEN_BACKUP_DIR": str(backups),
+        "POOLWARDEN_JOB_KEY_FILE": str(tmp_path / "job.key"), "POOLWARDEN_WORK_DIR": str(tmp_path / "work"),
+        "POOLWARDEN_SAFE_MODE_FILE": str(tmp_path / "state" / "safe-mode"),
+        "MININGCORE_CONTAINER": "", "MININGCORE_DB_CONTAINER": "",  # no Docker here: services not managed
     }
+    panel_command(panel_env, "maintenance", "enrol", HOST, "--out", agent_env["POOLWARDEN_JOB_KEY_FILE"])
 
     def run_agent(*extra: str) -> ManagedProcess:
         p = ManagedProcess("agent", [console_script("poolwarden-agent"), "collect", "--config-dir",
@@ -128,8 +132,24 @@ def stack(pg, redis_url, session_dir, tmp_path, request):
         procs.append(p)
         return p
 
+    def run_worker(*extra: str) -> ManagedProcess:
+        """The agent's maintenance worker on maint:<HOST>."""
+        p = ManagedProcess("agent-worker", [console_script("poolwarden-agent"), "work", "--config-dir",
+                                            str(ROOT / "config"), *extra], tmp_path / "agent-worker.log",
+                           env=agent_env).start()
+        procs.append(p)
+        return p
+
+    def run_notify_worker(*extra: str) -> ManagedProcess:
+        """The panel's delivery worker on the notify queue."""
+        p = ManagedProcess("notify-worker", [console_script("poolwarden-panel"), "notify-worker", *extra],
+                           tmp_path / "notify-worker.log", env=panel_env).start()
+        procs.append(p)
+        return p
+
     yield {"urls": urls, "pw_dsn": pw_dsn, "admin": admin, "mc_dsn": mc_dsn, "redis_url": redis_url,
-           "panel_env": panel_env, "run_agent": run_agent, "run_engine": run_engine, "tmp": tmp_path}
+           "panel_env": panel_env, "run_agent": run_agent, "run_engine": run_engine, "run_worker": run_worker,
+           "run_notify_worker": run_notify_worker, "agent_env": agent_env, "tmp": tmp_path}
 
 
 def control(stack, method: str, path: str, **body) -> dict:
