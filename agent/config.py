@@ -32,7 +32,8 @@ MONITORING_FILE = "monitoring.json"
 DEFAULT_EXCLUDE_FS_TYPES = ("tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup",
                             "cgroup2", "nsfs", "autofs")
 DEFAULT_SPOOL_MAX_BATCHES = 10_000
-DEFAULT_EXCLUDE_INTERFACES = ("lo", "veth*")
+DEFAULT_EXCLUDE_INTERFACES = ("lo", "veth*", "br-*", "docker*")  # Docker bridges: their traffic
+# also crosses the host's own interface, and a host with many compose networks has dozens
 DEFAULT_EXCLUDE_DISK_DEVICES = ("loop*", "ram*", "fd*", "zram*", "sr*")
 DEFAULT_COLLECTOR_TIMEOUT_SECONDS = 10.0
 

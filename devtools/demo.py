@@ -2,13 +2,18 @@
 
 Starts, under .run/demo/: a private PostgreSQL (databases `miningcore` for the simulated pool and
 `poolwarden` for the panel) and a private Redis on free loopback ports, then poolsim, the panel's
-migrations, the engine, the panel and the agent. Prints the panel's URL and waits; Ctrl-C (or
-SIGTERM) stops everything it started, in reverse order, leaving no process behind.
+migrations, the engine, the panel, the agent's collector and its maintenance worker. When it runs
+as root with dockerd installed, a private Docker engine runs stand-in containers under the names of
+the reference deployment's Miningcore and PostgreSQL containers, so the container views and the
+restart/start/stop buttons have something real to act on (the pool itself stays poolsim).
+Prints the panel's URL and waits; Ctrl-C (or SIGTERM) stops everything it started, in reverse
+order, leaving no process behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -16,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from devtools.inbox import Inbox
 from devtools.processes import ManagedProcess, console_script
 from devtools.services import ROOT, RUN_DIR, PrivatePostgres, PrivateRedis, free_port, wait_for_port
 
@@ -52,6 +58,32 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+STAND_INS = {"miningcore": "ergo-miningcore-solo", "postgresql": "ergo-miningcore-postgres-solo"}
+
+
+def start_stand_in_containers(demo_dir: Path, step) -> object | None:
+    """A private dockerd with busybox stand-ins named like the deployment's containers, or None."""
+    import shutil
+
+    from devtools.dockerd import PrivateDockerd, build_busybox_image
+
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        step("no private Docker engine (needs root and dockerd): container views and service buttons stay empty")
+        return None
+    try:
+        dockerd = PrivateDockerd("dockerd", base=demo_dir).start()
+    except Exception as exc:  # noqa: BLE001 - the demo goes on without containers
+        step(f"the private Docker engine did not start ({exc}): going on without containers")
+        return None
+    client = dockerd.client()
+    image = build_busybox_image(client)
+    for name in STAND_INS.values():
+        client.containers.run(image, ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"], detach=True,
+                              name=name, network_mode="none", restart_policy={"Name": "unless-stopped"})
+    step(f"private Docker engine with stand-in containers {', '.join(STAND_INS.values())}")
+    return dockerd
 
 
 def make_fake_node_data(path: Path) -> None:
@@ -100,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             d.mkdir(parents=True, exist_ok=True)
         make_fake_node_data(node_data)
 
+        dockerd = start_stand_in_containers(demo_dir, step)
+        if dockerd is not None:
+            started.append(dockerd)
+
         step(f"starting poolsim (simulated Miningcore + Ergo node, seed {args.seed})")
         sim = ManagedProcess("poolsim", [
             console_script("poolsim"), "run", "--seed", str(args.seed), "--db-dsn", mc_dsn,
@@ -109,8 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(sim)
         urls = sim.read_ready_line(timeout=120)
 
+        inbox = Inbox(demo_dir / "inbox").start()
+        started.append(inbox)
+        integrations = demo_dir / "integrations.json"
+        integrations.write_text(json.dumps(inbox.integrations_config(), indent=2))
+
         secrets_key = demo_dir / "secrets.key"
         panel_env = {
+            "POOLWARDEN_ALERTS_CONFIG": str(ROOT / "config" / "alerts.json"),
+            "POOLWARDEN_MAINTENANCE_CONFIG": str(ROOT / "config" / "maintenance.json"),
+            "POOLWARDEN_INTEGRATIONS_CONFIG": str(integrations),
             "POOLWARDEN_DATABASE_URL": pw_dsn,
             "POOLWARDEN_REDIS_URL": redis.url,
             "POOLWARDEN_SECRET_KEY": secrets.token_hex(32),
@@ -127,8 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         run_panel_command(demo_dir, panel_env, "create-admin", "--username", DEMO_ADMIN, "--password-stdin",
                           "--totp-secret-out", str(totp_file), "--replace", stdin=admin_password + "\n")
         totp_secret = totp_file.read_text().strip()
+        job_key = demo_dir / "agent-job.key"
+        if not job_key.exists():
+            job_key.write_text(secrets.token_hex(32) + "\n")
+            job_key.chmod(0o600)
+        run_panel_command(demo_dir, panel_env, "maintenance", "enrol", "pool-1", "--key-file", str(job_key),
+                          "--replace")
 
         port = args.port or (PANEL_PORT if _port_free(PANEL_PORT) else free_port())
+        procs.append(ManagedProcess("notify-worker", [console_script("poolwarden-panel"), "notify-worker"],
+                                    demo_dir / "notify-worker.log", env=panel_env).start())
         procs.append(ManagedProcess("engine", [console_script("poolwarden-panel"), "engine"],
                                     demo_dir / "engine.log", env=panel_env).start())
         panel = ManagedProcess("panel", [console_script("poolwarden-panel"), "serve", "--host", "127.0.0.1",
@@ -149,10 +201,21 @@ def main(argv: list[str] | None = None) -> int:
             "ERGO_NODE_API_KEY": "hello",
             "ERGO_NODE_DATA_DIR": str(node_data),
             "POOLWARDEN_BACKUP_DIR": str(backups),
+            "POOLWARDEN_JOB_KEY_FILE": str(job_key),
+            "POOLWARDEN_SAFE_MODE_FILE": str(demo_dir / "agent-state" / "safe-mode"),
+            "POOLWARDEN_WORK_DIR": str(demo_dir / "agent-work"),
+            "POOLWARDEN_PANEL_DATABASE_DSN": pw_dsn,
         }
+        if dockerd is not None:
+            agent_env.update({"DOCKER_ENABLED": "true", "DOCKER_HOST": dockerd.url})
+        else:
+            agent_env.update({"MININGCORE_CONTAINER": "", "MININGCORE_DB_CONTAINER": ""})
         procs.append(ManagedProcess("agent", [
             console_script("poolwarden-agent"), "collect", "--config-dir", str(ROOT / "config"),
             "--interval", str(args.interval)], demo_dir / "agent.log", env=agent_env).start())
+        procs.append(ManagedProcess("agent-worker", [
+            console_script("poolwarden-agent"), "work", "--config-dir", str(ROOT / "config")],
+            demo_dir / "agent-worker.log", env=agent_env).start())
 
         wait_for_port(port, timeout=30)
         print(f"""
@@ -167,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     Simulated pool:   {urls['api']}/api/pools
     Simulated node:   {urls['node']}/info
     Fault control:    {urls['control']}/state   (e.g. curl -X POST {urls['control']}/faults/node_stalled)
+    Alert inbox:      e-mail in {inbox.mailbox}/, webhooks in {inbox.webhooks}
+    Maintenance:      http://127.0.0.1:{port}/hosts/pool-1/maintenance  (worker log: agent-worker.log)
 
   Logs are in {demo_dir}/*.log. The agent reports every {args.interval} s; numbers change as the
   simulated pool moves. Press Ctrl-C to stop everything.
