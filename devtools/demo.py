@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                           "--replace")
 
         port = args.port or (PANEL_PORT if _port_free(PANEL_PORT) else free_port())
+        panel_env["POOLWARDEN_EXTERNAL_URL"] = f"http://127.0.0.1:{port}"  # links in the notifications
         procs.append(ManagedProcess("notify-worker", [console_script("poolwarden-panel"), "notify-worker"],
                                     demo_dir / "notify-worker.log", env=panel_env).start())
         procs.append(ManagedProcess("engine", [console_script("poolwarden-panel"), "engine"],
