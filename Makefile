@@ -10,9 +10,13 @@ demo:
 	@bash devtools/bootstrap.sh demo
 	@$(PY) -m devtools.demo
 
+# Three workers (tests mostly wait on servers, browsers and subprocesses, so they overlap well on
+# two cores), each with its own private PostgreSQL and Redis; a test file stays on one worker. The
+# deployment tests converge real systemd containers and run on their own afterwards.
 test:
 	@bash devtools/bootstrap.sh test
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n 3 --dist loadfile --ignore=tests/deploy $(PYTEST_ARGS)
+	@$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 # Unit tests only (no services started): quick feedback while editing.
 test-fast:

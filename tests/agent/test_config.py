@@ -101,7 +101,12 @@ def _set(doc: dict, path: str, value: object) -> None:
         doc[keys[-1]] = value
 
 
-_DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:  # a stable test id (pytest-xdist compares ids across workers)
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 
 # (file, field path, new value, expected message after "<dir>/")
 BAD_VALUES = [

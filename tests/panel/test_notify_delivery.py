@@ -81,7 +81,9 @@ def test_webhook_500_is_retried_with_backoff_then_delivered(conn, alert_table, d
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=30)[0].decode()
     assert [r.status for r in received] == [500, 500, 200], output
-    assert received[1].at - received[0].at >= 0.9 and received[2].at - received[1].at >= 1.9, "backoff 1 s, 2 s"
+    # backoff 1 s then 2 s; RQ's scheduler moves due jobs on its own tick, so allow it a little slack
+    first, second = received[1].at - received[0].at, received[2].at - received[1].at
+    assert first >= 0.8 and second >= 1.6 and second > first, (first, second)
     assert len({r.body for r in received}) == 1, "every attempt sends the same bytes"
     assert len({r.headers["x-poolwarden-idempotency-key"] for r in received}) == 1
     body = received[2].body
