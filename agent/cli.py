@@ -166,22 +166,21 @@ def cmd_work(args: argparse.Namespace) -> int:
     except WorkerSetupError as exc:
         print(f"poolwarden-agent: cannot start the worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    worker = build_worker(config, key, config.monitoring.agent.redis_url)
-    log.info("maintenance worker %s on queue maint:%s, Redis at %s", worker.name, config.host,
-             config.summary()["redis"])
+    import time
+
+    redis_where = config.summary()["redis"]
     while True:
-        try:
+        try:  # RQ's worker talks to Redis from its constructor on: a Redis that is down is waited for
+            worker = build_worker(config, key, config.monitoring.agent.redis_url)
+            log.info("maintenance worker %s on queue maint:%s, Redis at %s", worker.name, config.host, redis_where)
             worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
             return 0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if args.burst:
-                print(f"poolwarden-agent: Redis unreachable: {exc}", file=sys.stderr)
+                print(f"poolwarden-agent: Redis at {redis_where} is unreachable: {exc}", file=sys.stderr)
                 return 1
-            log.warning("Redis unreachable (%s): retrying in 5 s", exc)
-            import time
-
+            log.warning("Redis at %s is unreachable (%s): retrying in 5 s", redis_where, exc)
             time.sleep(5)
-            worker = build_worker(config, key, config.monitoring.agent.redis_url)
 
 
 def cmd_safe_mode(args: argparse.Namespace) -> int:

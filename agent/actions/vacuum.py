@@ -57,6 +57,13 @@ class TableStats:
     size: int
 
 
+OWNER_SQL = """
+SELECT pg_has_role(current_user, c.relowner, 'USAGE')
+       OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_user
+FROM pg_class c WHERE c.oid = %s
+"""
+
+
 def run_vacuum(ctx: ActionContext, params: dict[str, Any]) -> dict[str, Any]:
     return _vacuum(ctx, params["tables"], full=False)
 
@@ -109,6 +116,13 @@ def _vacuum(ctx: ActionContext, tables: list[str], *, full: bool) -> dict[str, A
                 ctx.say(f"{table}: skipped, no such table in this database")
                 continue
             oid, schema, name, _kind = row
+            owner_ok, role = conn.execute(OWNER_SQL, (oid,)).fetchone()
+            if not owner_ok:
+                # PostgreSQL would skip the table with only a WARNING and report success
+                failed[table] = (f"the database role {role} does not own it, and PostgreSQL vacuums only tables "
+                                 "their owner (or a superuser) asks for: connect as Miningcore's owner role")
+                ctx.say(f"{table}: {failed[table]}")
+                continue
             before = _read_stats(conn, oid, major)
             if full:
                 ctx.say(f"{table}: LOCKED while VACUUM FULL rewrites it ({human_bytes(before.size)})")

@@ -63,6 +63,25 @@ def test_vacuum_of_all_tables_skips_the_ones_this_database_lacks(fresh_db):
     assert "skipped miner_settings" in result["summary"]
 
 
+def test_a_role_that_does_not_own_the_tables_is_told_not_given_a_false_success(fresh_db):
+    """PostgreSQL skips a table its caller does not own with only a WARNING; the action says so."""
+    seed_miningcore(fresh_db)
+    role = f"reader_{abs(hash(fresh_db)) % 10**8}"
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    try:
+        reader_dsn = fresh_db.replace("postgresql://postgres@", f"postgresql://{role}@")
+        with pytest.raises(ActionFailed) as info:
+            run_vacuum(action_context(reader_dsn), validate_params("vacuum", {"tables": ["shares"]}))
+        assert f"the database role {role} does not own it" in info.value.message
+        assert info.value.details["tables"] == {}
+    finally:
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
 def test_vacuum_full_gives_space_back_and_warns_about_the_lock(fresh_db):
     seed_miningcore(fresh_db)
     delete_rows(fresh_db, "shares", 0.9)

@@ -171,3 +171,24 @@ def test_cli_worker_runs_forked_jobs_and_safe_mode_command(config, redis_url, tm
     out = subprocess.run([*cli, "safe-mode", "off", "--config-dir", str(tmp_path)], capture_output=True, text=True,
                          env=env_vars, check=True).stdout
     assert "safe mode is off" in out
+
+
+@pytest.mark.slow
+def test_worker_waits_for_redis_instead_of_crashing(config, tmp_path):
+    """Started while Redis is down, the worker says so and keeps trying; --burst gives up with a message."""
+    from devtools.services import free_port
+
+    monitoring = json.loads((tmp_path / "monitoring.json").read_text())
+    monitoring["agent"]["redisUrl"] = f"redis://127.0.0.1:{free_port()}/0"
+    (tmp_path / "monitoring.json").write_text(json.dumps(monitoring))
+    cli = [sys.executable, "-m", "agent.cli", "work", "--config-dir", str(tmp_path)]
+    burst = subprocess.run([*cli, "--burst"], capture_output=True, text=True, timeout=60)
+    assert burst.returncode == 1 and "is unreachable" in burst.stderr and "Traceback" not in burst.stderr
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None  # still running, waiting for Redis
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert "retrying in 5 s" in out and "Traceback" not in out
