@@ -87,6 +87,10 @@ class PrivateDockerd:
                 for container in c.containers.list(all=True):
                     with contextlib.suppress(Exception):
                         container.remove(force=True)
+                # A user-defined network's bridge outlives the engine: left behind, they use up the
+                # address pools and a later engine cannot create any network.
+                with contextlib.suppress(Exception):
+                    c.networks.prune()
                 c.close()
             self.proc.terminate()
             try:

@@ -24,6 +24,9 @@ packages=(
   python3 python3-apt acl
   # what the roles install (present so a network-less container converges)
   python3-venv python3-psycopg2 postgresql postgresql-contrib redis-server nginx openssl ssl-cert
+  # the maintenance worker's tools: pg_dump/pg_restore, logrotate, and polkit (which needs logind)
+  # for restarting its systemd units
+  postgresql-client logrotate polkitd libpam-systemd
 )
 [ "$(id -u)" -eq 0 ] || { echo "build-systemd-image.sh: needs root (debootstrap)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "build-systemd-image.sh: apt-get install -y debootstrap" >&2; exit 1; }

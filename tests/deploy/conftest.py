@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -145,11 +146,11 @@ def machines(docker_engine, systemd_image):
     yield docker_engine
 
 
-def run_playbook(engine, playbook: str, extra_vars: dict, log: Path) -> subprocess.CompletedProcess:
+def run_playbook(engine, playbook: str, extra_vars: dict, log: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DOCKER_HOST": engine.url, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "inventory/vagrant", "-i", "tests/deploy/inventory/docker.yml",
-           "-e", json.dumps(extra_vars), playbook]
+           "-e", json.dumps(extra_vars), *args, playbook]
     started = time.monotonic()
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     log.write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
@@ -165,7 +166,7 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
         if line.startswith("PLAY RECAP"):
             in_recap = True
             continue
-        if in_recap and ":" in line:
+        if in_recap and re.match(r"^\S+\s+:\s+ok=\d+", line):  # not a profile_tasks line after the recap
             host, _, counts = line.partition(":")
             totals[host.strip()] = {k: int(v) for k, v in (pair.split("=") for pair in counts.split())}
     return totals

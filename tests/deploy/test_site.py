@@ -3,14 +3,18 @@ changes nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.deploy.conftest import LOG_DIR, recap, run_playbook, sh
 
 pytestmark = pytest.mark.slow
 
-PANEL_UNITS = ["redis-server", "postgresql@15-main", "nginx", "poolwarden-engine", "poolwarden-panel"]
-POOL_UNITS = ["postgresql@15-main", "poolsim", "poolwarden-agent"]
+PANEL_UNITS = ["redis-server", "postgresql@15-main", "nginx", "poolwarden-engine", "poolwarden-panel",
+               "poolwarden-notify-worker"]
+POOL_UNITS = ["postgresql@15-main", "poolsim", "poolwarden-agent", "poolwarden-agent-worker"]
+JOB_KEY = "e2b8a1f6cf3ee39763cfff23acdf1913dba1336d2e6106c34c7b327c4fed9be8"  # pool-1's, inventory/vagrant vault
 
 
 def test_site_converges_without_failures(converged):
@@ -29,6 +33,10 @@ def test_every_unit_is_active_and_enabled(converged, host, units):
     enabled = sh(engine, host, "systemctl is-enabled " + " ".join(u for u in units if "@" not in u),
                  check=False).stdout.split()
     assert set(enabled) == {"enabled"}
+    # poolwarden's own units came up once and stayed up: none is crash-looping behind Restart=on-failure.
+    for unit in (u for u in units if u.startswith("poolwarden")):
+        restarts = sh(engine, host, f"systemctl show -p NRestarts --value {unit}").stdout.strip()
+        assert restarts == "0", sh(engine, host, f"journalctl -u {unit} -n 30 --no-pager", check=False).stdout
 
 
 def container_ip(engine, name: str) -> str:
@@ -134,6 +142,8 @@ def signed_in(engine):
         done = session.post(base + "/login/code", timeout=10, headers={"Referer": base + "/login/code"},
                             data={"csrf_token": csrf("/login/code"), "code": pyotp.TOTP(secret).now()})
         assert done.status_code == 200 and "/login" not in done.url, (done.status_code, done.text[:600])
+        # The API takes the session's CSRF token in a header, as the panel's own scripts send it.
+        session.headers.update({"X-CSRFToken": csrf("/"), "Referer": base + "/"})
     return session, base
 
 
@@ -168,7 +178,8 @@ def ask(*commands):
             replies.append(s.recv(4096).decode().strip())
         return replies
 print("|".join(ask("PING")))
-print("|".join(ask("AUTH agent-pool-1 %s" % sys.argv[1], "XLEN pw:samples:pool-1", "XLEN pw:samples:other", "KEYS *")))
+print("|".join(ask("AUTH agent-pool-1 %s" % sys.argv[1], "XLEN pw:samples:pool-1", "XLEN pw:samples:other",
+                  "LLEN rq:queue:maint:pool-2", "KEYS *")))
 """
 
 
@@ -178,10 +189,137 @@ def test_redis_refuses_clients_without_a_password_and_confines_agents(converged)
 
     out = docker(engine, "exec", "pool-1", "python3", "-c", REDIS_PROBE, "vagrant-redis-pool1-0000").stdout.splitlines()
     assert out[0].startswith("-NOAUTH")
-    auth, own, other, keys = out[1].split("|")
+    auth, own, other, other_queue, keys = out[1].split("|")
     assert auth == "+OK"
-    assert own.startswith("-NOPERM")  # XLEN is not an agent's command: it may only append
-    assert other.startswith("-NOPERM") and keys.startswith("-NOPERM")
+    assert own.startswith(":")  # its own stream (agent.contract.agent_redis_acl_rules) ...
+    # ... but not another host's stream or maintenance queue, and no command that walks every key.
+    assert other.startswith("-NOPERM") and other_queue.startswith("-NOPERM") and keys.startswith("-NOPERM")
+
+
+def api(session, method: str, url: str, **kwargs):
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        return session.request(method, url, timeout=15, **kwargs)
+
+
+def run_job(session, base: str, action: str, params: dict, timeout: float = 120) -> dict:
+    """Queue a maintenance action for pool-1 through the panel's API and wait until it has finished."""
+    import time
+
+    queued = api(session, "POST", f"{base}/api/admin/maintenance/{action}?host=pool-1", json=params)
+    assert queued.status_code == 202, (queued.status_code, queued.text[:800])
+    job_id = queued.json()["id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = api(session, "GET", f"{base}/api/admin/maintenance/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return job
+        time.sleep(1)
+
+
+def test_the_panel_provisions_the_inventory_schedules(converged):
+    engine, _ = converged
+    session, base = signed_in(engine)
+    listing = api(session, "GET", f"{base}/api/admin/maintenance/schedules?host=pool-1").json()
+    assert listing["provisioning"]["path"] == "/etc/poolwarden/maintenance.json"
+    assert listing["provisioning"]["error"] is None
+    provisioned = {s["name"]: s["action"] for s in listing["schedules"] if s["provisioned"]}
+    assert provisioned == {"pool-1-nightly-backup": "backup", "pool-1-weekly-vacuum": "vacuum",
+                           "pool-1-log-rotation": "rotate_logs"}
+    env = sh(engine, "panel", "cat /etc/poolwarden/panel.env").stdout
+    for setting, file in [("ALERTS", "alerts"), ("INTEGRATIONS", "integrations"), ("MAINTENANCE", "maintenance")]:
+        assert f"POOLWARDEN_{setting}_CONFIG=/etc/poolwarden/{file}.json" in env
+    modes = sh(engine, "panel", "stat -c '%n %U:%G %a' /etc/poolwarden/alerts.json /etc/poolwarden/integrations.json"
+                                " /etc/poolwarden/maintenance.json").stdout.split("\n")
+    assert all(line.endswith(" root:poolwarden 640") for line in filter(None, modes)), modes
+
+
+def test_backup_requested_in_the_panel_runs_on_the_pool_host(converged):
+    engine, _ = converged
+    # The job key the worker checks signatures with, installed from the vault for the service user only.
+    assert sh(engine, "pool-1", "stat -c '%U:%G %a' /etc/poolwarden/job.key").stdout.split() == ["root:poolwarden",
+                                                                                              "640"]
+    assert sh(engine, "pool-1", "cat /etc/poolwarden/job.key").stdout.strip() == JOB_KEY
+    session, base = signed_in(engine)
+    job = run_job(session, base, "backup", {})
+    assert job["status"] == "succeeded", (job["status"], job["error"], job.get("progress"))
+    assert job["host"] == "pool-1" and job["requested_by"].endswith("deploy-test")
+    backup = job["details"]["file"]
+    assert backup.startswith("/var/backups/poolwarden/miningcore-") and backup.endswith(".dump")
+    assert job["summary"].startswith(backup.rsplit("/", 1)[1]) and "verified" in job["summary"]
+    assert any("pg_restore --list" in line for line in job["progress"])
+    # The file is on the pool host, owned by the agent's user, private, and checks out with its checksum.
+    listing = sh(engine, "pool-1", f"stat -c '%U %a %s' {backup} && cd /var/backups/poolwarden && "
+                                   f"sha256sum -c {backup.rsplit('/', 1)[1]}.sha256").stdout.split("\n")
+    owner, mode, size = listing[0].split()
+    assert (owner, mode) == ("poolwarden", "600") and int(size) == job["details"]["size"] > 0
+    assert listing[1].endswith(": OK")
+    manifest = json.loads(sh(engine, "pool-1", f"cat {backup}.json").stdout)
+    assert manifest["verified"] is True and manifest["row_counts"]["shares"] > 0
+
+
+def test_vacuum_runs_as_the_owner_of_miningcore_tables(converged):
+    engine, _ = converged
+    session, base = signed_in(engine)
+    job = run_job(session, base, "vacuum", {"tables": ["shares", "blocks"]})
+    assert job["status"] == "succeeded", (job["status"], job["error"], job.get("progress"))
+    # As a role that does not own them, PostgreSQL 15 would skip the tables with a mere warning.
+    vacuumed = sh(engine, "pool-1", "cd / && runuser -u postgres -- psql -d miningcore -Atc \"SELECT relname FROM "
+                                    "pg_stat_user_tables WHERE last_vacuum IS NOT NULL ORDER BY relname\"").stdout
+    assert vacuumed.split() == ["blocks", "shares"]
+
+
+def test_log_rotation_truncates_the_pool_logs_in_place(converged):
+    engine, _ = converged
+    session, base = signed_in(engine)
+    job = run_job(session, base, "rotate_logs", {"force": True})
+    assert job["status"] == "succeeded", (job["status"], job["error"], job.get("progress"))
+    rotated = {item["file"] for item in job["details"]["rotated"]}
+    assert "/var/log/poolsim/miningcore.log" in rotated
+    # copytruncate: poolsim keeps writing into the same file; the rotated copy sits beside it, compressed.
+    assert sh(engine, "pool-1", "gzip -t /var/log/poolsim/miningcore.log.1.gz && stat -c %U /var/log/poolsim/"
+                                "miningcore.log.1.gz").stdout.strip() == "poolwarden"
+
+
+def test_worker_restarts_only_its_own_units(converged):
+    engine, _ = converged
+
+    def main_pid() -> str:
+        return sh(engine, "pool-1", "systemctl show -p MainPID --value poolsim").stdout.strip()
+
+    before = main_pid()
+    session, base = signed_in(engine)  # a fresh TOTP sign-in counts as the step-up a restart needs
+    job = run_job(session, base, "restart", {"service": "miningcore"})
+    assert job["status"] == "succeeded", (job["status"], job["error"], job.get("progress"))
+    assert "poolsim.service" in job["summary"] and "healthy" in job["summary"]
+    assert main_pid() not in (before, "0")
+    assert sh(engine, "pool-1", "systemctl is-active poolsim").stdout.strip() == "active"
+    # The polkit rule names the configured units only: any other unit is refused to the agent's user.
+    refused = sh(engine, "pool-1", "runuser -u poolwarden -- systemctl --no-ask-password restart ssh.service",
+                 check=False)
+    assert refused.returncode != 0, refused.stdout
+    assert "Interactive authentication required" in refused.stderr or "Access denied" in refused.stderr, refused.stderr
+
+
+def test_worker_writes_only_where_its_actions_must(converged):
+    engine, _ = converged
+    unit = sh(engine, "pool-1", "systemctl show -p ReadWritePaths -p ProtectSystem -p User -p NoNewPrivileges "
+                                "poolwarden-agent-worker").stdout
+    props = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line)
+    assert props["User"] == "poolwarden" and props["ProtectSystem"] == "strict" and props["NoNewPrivileges"] == "yes"
+    assert sorted(props["ReadWritePaths"].split()) == sorted(
+        ["/var/lib/poolwarden/agent-work", "/var/backups/poolwarden", "-/var/log/poolsim"])
+    # The maintenance DSN is for systemd's eyes only; the collector keeps the read-only role.
+    assert sh(engine, "pool-1", "stat -c '%U:%G %a' /etc/poolwarden/agent-worker.env").stdout.split() == ["root:root",
+                                                                                                         "600"]
+    assert sh(engine, "pool-1", "cat /etc/poolwarden/agent-worker.env").stdout.count(
+        'POOLWARDEN_MININGCORE_DB_DSN="postgresql://miningcore:') == 1
+    pool = json.loads(sh(engine, "pool-1", "cat /etc/poolwarden/pool.json").stdout)
+    assert pool["miningcore"]["database"]["dsn"].startswith("${POOLWARDEN_MININGCORE_DB_DSN:-postgresql://poolwarden_agent:")
 
 
 def test_second_converge_changes_nothing(converged, wheelhouse):
@@ -193,3 +331,21 @@ def test_second_converge_changes_nothing(converged, wheelhouse):
     totals = recap(result.stdout)
     changed = [line for line in result.stdout.splitlines() if line.startswith("changed:")]
     assert all(c["changed"] == 0 for c in totals.values()), (totals, changed)
+
+
+SHOW_KEY = ("set -a; . /etc/poolwarden/panel.env; set +a; exec /opt/poolwarden/venv/bin/poolwarden-panel "
+            "maintenance {}")
+
+
+def test_a_job_key_changed_in_the_panel_is_enrolled_again(converged, wheelhouse):
+    engine, _ = converged
+    # Someone replaced pool-1's key in the panel by hand: its jobs would now be refused by the agent.
+    sh(engine, "panel", "runuser -u poolwarden -- sh -c '" + SHOW_KEY.format("enrol pool-1 --replace") + "' >/dev/null")
+    assert sh(engine, "panel", "runuser -u poolwarden -- sh -c '" + SHOW_KEY.format("key pool-1") + "'"
+              ).stdout.strip() != JOB_KEY
+    result = run_playbook(engine, "playbooks/panel.yml", {"common_wheelhouse_archive": str(wheelhouse)},
+                          LOG_DIR / "converge-job-keys.log", "--tags", "job_keys")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert recap(result.stdout)["panel"]["changed"] == 1
+    assert sh(engine, "panel", "runuser -u poolwarden -- sh -c '" + SHOW_KEY.format("key pool-1") + "'"
+              ).stdout.strip() == JOB_KEY

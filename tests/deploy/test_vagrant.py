@@ -52,8 +52,23 @@ def test_vagrant_up_with_the_docker_provider(docker_engine, systemd_image, wheel
         assert all(t["failed"] == 0 and t["unreachable"] == 0 for t in totals.values()), totals
         status = vagrant("status", env=env, timeout=120).stdout
         assert status.count("running (docker)") == 2, status
-        active = docker(docker_engine, "exec", "poolwarden-vagrant-pool-1", "systemctl", "is-active",
-                        "poolsim", "poolwarden-agent", check=False).stdout.split()
-        assert active == ["active", "active"]
+        for machine, units in [("pool-1", ["poolsim", "poolwarden-agent", "poolwarden-agent-worker"]),
+                               ("panel", ["poolwarden-engine", "poolwarden-panel", "poolwarden-notify-worker"])]:
+            container = f"poolwarden-vagrant-{machine}"
+            active = docker(docker_engine, "exec", container, "systemctl", "is-active", *units, check=False)
+            journal = docker(docker_engine, "exec", container, "journalctl", "-n", "40", "--no-pager",
+                             *(f"--unit={u}" for u in units), check=False).stdout
+            assert active.stdout.split() == ["active"] * len(units), journal
+        # The pool host reaches the panel across the machines' private network: its samples arrive.
+        query = ("SELECT count(*) FROM samples s JOIN series r ON r.id = s.series_id JOIN hosts h ON h.id = r.host_id"
+                 " WHERE h.name = 'pool-1'")
+        deadline = time.monotonic() + 60
+        while True:
+            count = docker(docker_engine, "exec", "-w", "/", "poolwarden-vagrant-panel", "runuser", "-u", "postgres",
+                           "--", "psql", "-d", "poolwarden", "-Atc", query, check=False).stdout.strip()
+            if (count.isdigit() and int(count) > 0) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert count.isdigit() and int(count) > 0, f"no sample of pool-1 reached the panel: {count!r}"
     finally:
         vagrant("destroy", "-f", env=env, timeout=300)
