@@ -49,6 +49,7 @@ NOTIFY_CHANNEL = "poolwarden_alerts"
 VALUE_REFRESH_SECONDS = 30                 # an open alert's stored value is refreshed this often
 PROVISION_CHECK_SECONDS = 10               # how often the rules file is looked at for changes
 DEFAULT_EVALUATE_SECONDS = 5.0
+AFTER_INGEST_SECONDS = 0.25                # new batches are judged at once, at most this often
 BUILTIN = "(built-in rules)"
 
 
@@ -104,6 +105,13 @@ class Report:
     transitions: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # For the engine's task runner: evaluate again when the first pending alert's ``for`` (or a
+    # keep-firing countdown) ends, and let the notifier tell what changed in the same round.
+    run_again_in: float | None = None
+
+    @property
+    def wake(self) -> tuple[str, ...]:
+        return ("notify",) if self.transitions else ()
 
     def line(self) -> str:
         if self.skipped:
@@ -232,7 +240,31 @@ class Evaluator:
                 conn.execute("UPDATE alert_rules SET last_error = %s, last_error_at = %s WHERE id = %s",
                              (message, now if message else None, rule_id))
             report.seconds["write"] = time.perf_counter() - clock
+            report.run_again_in = self._next_deadline(conn, {r.id: r for r in rules}, now)
         return report
+
+    def _next_deadline(self, conn: psycopg.Connection, rules: dict[int, Rule], now: datetime) -> float | None:
+        """Seconds until a pending alert's ``for`` or a kept-firing alert's countdown ends, when its rule
+        will be due then (None: nothing to wait for: the regular cadence covers the rest). A deadline
+        this evaluation already judged (a silent host's alert) waits for the cadence."""
+        found = rows(conn, "SELECT a.rule_id, min(CASE WHEN a.state = 'pending'"
+                           " THEN a.active_since + make_interval(secs => r.for_seconds)"
+                           " ELSE a.cleared_since + make_interval(secs => r.keep_firing_seconds) END),"
+                           " clock_timestamp() FROM alerts a JOIN alert_rules r ON r.id = a.rule_id"
+                           " WHERE a.state = 'pending' OR (a.state = 'firing' AND a.cleared_since IS NOT NULL)"
+                           " GROUP BY a.rule_id")
+        soonest: float | None = None
+        for rule_id, at, clock in found:
+            rule, last = rules.get(rule_id), self._last_run.get(rule_id)
+            if rule is None or not rule.enabled or last is None:
+                continue
+            at = max(at, last[0] + timedelta(seconds=max(0.0, rule.kind.every_seconds - 0.5)))
+            if at <= now:
+                continue
+            wait = max(0.0, (at - clock).total_seconds())   # it may have passed while this evaluation ran
+            if soonest is None or wait < soonest:
+                soonest = wait
+        return None if soonest is None else soonest + 0.02
 
     def _due(self, rule: Rule, now: datetime) -> bool:
         last = self._last_run.get(rule.id)
@@ -405,4 +437,4 @@ def make_task(config: Mapping[str, Any]):
     from panel.engine.tasks import PeriodicTask
 
     evaluator = Evaluator(stale_after=float(config.get("STALE_AFTER_SECONDS") or 60), rules_path=config_path(config))
-    return PeriodicTask("alerts", evaluate_every(config), evaluator.tick)
+    return PeriodicTask("alerts", evaluate_every(config), evaluator.tick, after_ingest=AFTER_INGEST_SECONDS)

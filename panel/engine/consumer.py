@@ -142,10 +142,12 @@ class Engine:
         if self._replay_own:
             self._read_own_pending()
         self.tasks.run_due()
+        wait = min(self.block_ms / 1000, self.tasks.seconds_until_due())  # a read never holds up a task
         if not self._streams:
-            self._stop.wait(min(self.block_ms / 1000, max(0.0, self._next_scan - time.monotonic())))
+            self._stop.wait(min(wait, max(0.0, self._next_scan - time.monotonic())))
             return
-        self._read_new(block=self.block_ms)
+        if self._read_new(block=max(1, int(wait * 1000)) if wait > 0 else None):
+            self.tasks.ingested()
         self._log_summary()
         self._rollups_if_due()
 

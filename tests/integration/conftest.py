@@ -119,8 +119,9 @@ def stack(pg, redis_url, session_dir, tmp_path, request):
     }
     panel_command(panel_env, "maintenance", "enrol", HOST, "--out", agent_env["POOLWARDEN_JOB_KEY_FILE"])
 
-    def run_agent(*extra: str) -> ManagedProcess:
-        p = ManagedProcess("agent", [console_script("poolwarden-agent"), "collect", "--config-dir",
+    def run_agent(*extra: str, wrapper: tuple[str, ...] = ()) -> ManagedProcess:
+        """The agent's collector loop; ``wrapper`` is a command it runs under (``unshare ...``)."""
+        p = ManagedProcess("agent", [*wrapper, console_script("poolwarden-agent"), "collect", "--config-dir",
                                      str(ROOT / "config"), *extra], tmp_path / "agent.log",
                            env=agent_env).start()
         procs.append(p)

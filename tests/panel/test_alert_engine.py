@@ -70,3 +70,19 @@ def test_two_engines_never_evaluate_at_once(conn, db_url):
         assert Evaluator().evaluate(conn, T0).skipped
         other.execute("SELECT pg_advisory_unlock(%s)", (EVALUATION_LOCK_KEY,))
     assert not Evaluator().evaluate(conn, T0).skipped
+
+
+def test_an_evaluation_says_when_a_pending_alert_can_fire_and_wakes_the_notifier(conn):
+    from datetime import UTC, datetime
+
+    feed, evaluator = Feed(conn), Evaluator()
+    add_rule(conn, "poolOffline", "pool_down", **{"for": "30s"})
+    now = datetime.now(UTC)
+    feed.sample("pool-1", "poolwarden_pool_up", 0, now, {"pool": "ergo1"})
+    report = evaluator.evaluate(conn, now)
+    assert report.created == 1 and report.wake == ("notify",)
+    assert 29 < report.run_again_in <= 30.1   # the engine evaluates again when `for` ends, not up to a period later
+    report = evaluator.evaluate(conn, now + timedelta(seconds=1))
+    assert report.wake == ()                  # nothing changed: the notifier keeps its own cadence
+    fired = evaluator.evaluate(conn, now + timedelta(seconds=30))
+    assert fired.fired == 1 and fired.run_again_in is None

@@ -452,3 +452,70 @@ def test_engine_process_stops_cleanly_on_sigterm(db_url, redis_url, rds, sql, tm
             proc.wait()
         log.close()
     assert "engine" in (tmp_path / "engine.log").read_text()
+
+
+# -- periodic tasks between reads -----------------------------------------------------------------
+
+
+def test_a_blocking_read_never_holds_up_a_due_task(db_url, redis_url, rds):
+    from panel.engine.tasks import PeriodicTask
+
+    xadd(rds, "pool-1", pool_host_batch())   # a stream to block on
+    runs: list[float] = []
+    engine = Engine(db_url, redis_url, block_ms=5000, tasks=[PeriodicTask("tick", 0.2, lambda _ctx: runs.append(1))])
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    time.sleep(1.5)
+    engine.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert len(runs) >= 5, runs   # with reads blocking 5 s it would have run once or twice
+
+
+def test_new_batches_are_judged_at_once_and_a_task_can_wake_another(db_url, redis_url, rds):
+    from panel.engine.tasks import PeriodicTask
+
+    runs: list[tuple[str, float]] = []
+
+    class Judged:
+        wake = ("notify",)
+        run_again_in = None
+
+    judge = PeriodicTask("judge", 60, lambda _ctx: runs.append(("judge", time.monotonic())) or Judged(),
+                         after_ingest=0.05)
+    notify = PeriodicTask("notify", 60, lambda _ctx: runs.append(("notify", time.monotonic())))
+    xadd(rds, "pool-1", pool_host_batch())
+    engine = Engine(db_url, redis_url, block_ms=1000, tasks=[judge, notify])
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: engine.stored == 1 and len(runs) >= 2)
+        time.sleep(0.3)
+        before = len(runs)
+        sent = time.monotonic()
+        xadd(rds, "pool-1", pool_host_batch())
+        wait_for(lambda: len(runs) >= before + 2, timeout=5)
+        # judged right after the batch was stored (not in 60 s), and the task it woke ran in the same round
+        assert [name for name, _at in runs[before:before + 2]] == ["judge", "notify"]
+        assert runs[before][1] - sent < 1.0
+    finally:
+        engine.stop()
+        thread.join(timeout=10)
+
+
+def test_a_task_runs_again_when_it_asks_to():
+    from panel.engine.tasks import PeriodicTask, TaskRunner
+
+    runs: list[float] = []
+
+    class Soon:
+        run_again_in = 0.3
+        wake = ()
+
+    runner = TaskRunner([PeriodicTask("deadline", 60, lambda _ctx: runs.append(time.monotonic()) or Soon())],
+                        "postgresql://unused", None)
+    runner.run_due()
+    assert 0.2 < runner.seconds_until_due() <= 0.3
+    time.sleep(0.31)
+    runner.run_due()
+    assert len(runs) == 2
