@@ -86,6 +86,37 @@ def start_stand_in_containers(demo_dir: Path, step) -> object | None:
     return dockerd
 
 
+def write_miningcore_config(path: Path, mc_dsn: str, api_url: str, node_url: str) -> None:
+    """A Miningcore config.json for the simulated pool: what clean-up reads (payout scheme and PPLNS
+    factor) and what the "Update Miningcore's config.json" button edits in the demo."""
+    from urllib.parse import urlsplit
+
+    db, api, node = urlsplit(mc_dsn), urlsplit(api_url), urlsplit(node_url)
+    config = {
+        "logging": {"level": "info", "enableConsoleLog": True, "logBaseDirectory": str(path.parent / "logs"),
+                    "logFile": "miningcore.log", "apiLogFile": "api.log", "perPoolLogFile": True},
+        "banning": {"manager": "Integrated", "banOnJunkReceive": True, "banOnInvalidShares": False},
+        "notifications": {"enabled": False},
+        "persistence": {"postgres": {"host": db.hostname, "port": db.port, "user": db.username or "miningcore",
+                                     "password": db.password or "", "database": db.path.lstrip("/")}},
+        "paymentProcessing": {"enabled": True, "interval": 600},
+        "api": {"enabled": True, "listenAddress": "127.0.0.1", "port": api.port, "rateLimiting": {"disabled": True}},
+        "pools": [{
+            "id": "ergo1", "enabled": True, "coin": "ergo",
+            "address": "9fE5o7913CKKe6wvNgM11vULjTuKiopPcvCaj7t2zcJWXM2gcLu",
+            "rewardRecipients": [{"address": "9fE5o7913CKKe6wvNgM11vULjTuKiopPcvCaj7t2zcJWXM2gcLu",
+                                  "percentage": 1.0}],
+            "blockRefreshInterval": 500, "jobRebroadcastTimeout": 30, "clientConnectionTimeout": 600,
+            "ports": {"4074": {"listenAddress": "0.0.0.0", "difficulty": 0.01}},
+            "daemons": [{"host": node.hostname, "port": node.port, "apiKey": "hello"}],
+            "paymentProcessing": {"enabled": True, "minimumPayment": 0.5, "payoutScheme": "PPLNS",
+                                  "payoutSchemeConfig": {"factor": 2.0}},
+        }],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def make_fake_node_data(path: Path) -> None:
     """An Ergo data directory shaped like the real one, with a few MB in it, for the disk view."""
     for sub, size in (("history", 6_000_000), ("state", 2_000_000), ("wallet/keystore", 4096), ("peers", 8192)):
@@ -108,6 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     demo_dir = RUN_DIR / "demo"
+    pid_file = demo_dir / "demo.pid"
+    if pid_file.exists():
+        try:
+            other = int(pid_file.read_text().strip())
+            os.kill(other, 0)
+        except (ValueError, ProcessLookupError):
+            pass  # a stale file from a demo that was killed
+        else:
+            print(f"demo: another demo is already running (pid {other}) in {demo_dir}; stop it first "
+                  f"(Ctrl-C there, or kill {other})", file=sys.stderr)
+            return 1
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")
     started: list = []
     procs: list[ManagedProcess] = []
 
@@ -123,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         started.append(redis)
         pg.create_database("miningcore", owner="miningcore")
         mc_dsn = pg.dsn("miningcore", user="miningcore")
+        import psycopg
+
+        with psycopg.connect(pg.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("ALTER ROLE miningcore CREATEDB")  # test restores make a scratch database
         pw_dsn = pg.create_database("poolwarden")
 
         logs = demo_dir / "miningcore-logs"
@@ -144,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         ], demo_dir / "poolsim.log").start(capture_stdout=True)
         procs.append(sim)
         urls = sim.read_ready_line(timeout=120)
+        mc_config = demo_dir / "miningcore" / "config.json"
+        write_miningcore_config(mc_config, mc_dsn, urls["api"], urls["node"])
 
         inbox = Inbox(demo_dir / "inbox").start()
         started.append(inbox)
@@ -202,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "ERGO_NODE_API_KEY": "hello",
             "ERGO_NODE_DATA_DIR": str(node_data),
             "POOLWARDEN_BACKUP_DIR": str(backups),
+            "MININGCORE_CONFIG_FILE": str(mc_config),
             "POOLWARDEN_JOB_KEY_FILE": str(job_key),
             "POOLWARDEN_SAFE_MODE_FILE": str(demo_dir / "agent-state" / "safe-mode"),
             "POOLWARDEN_WORK_DIR": str(demo_dir / "agent-work"),
@@ -257,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             p.stop()
         for s in reversed(started):
             s.stop()
+        pid_file.unlink(missing_ok=True)
         step("everything stopped")
     return return_code
 
