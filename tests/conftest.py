@@ -83,6 +83,14 @@ def chromium():
         browser.close()
 
 
+@pytest.fixture
+def page(chromium):
+    """A 1440x1000 Chromium tab, closed after the test."""
+    tab = open_tab(chromium, 1440, 1000)
+    yield tab
+    tab.context.close()
+
+
 def open_tab(browser, width: int = 1280, height: int = 860):
     """A tab in a fresh context; ``tab.errors`` collects page errors and console errors."""
     tab = browser.new_context(viewport={"width": width, "height": height}).new_page()

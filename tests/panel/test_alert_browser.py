@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pyotp
 import pytest
-from werkzeug.serving import make_server
 
-from devtools.services import free_port
 from panel.alerts.evaluator import Evaluator
 from panel.engine.rollups import run_rollups
-from tests.conftest import open_tab
 from tests.panel.alert_helpers import Feed, add_rule, alerts
+from tests.panel.browser_helpers import create_admin, serving, sign_in
 from tests.panel.test_browser_graphs import PAINTED
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SHOTS = Path(os.environ.get("POOLWARDEN_SCREENSHOT_DIR", "/tmp/pw-alert-shots"))  # noqa: S108 - for a person to look at
-PASSWORD = "a long admin pass phrase"
 GiB = 2**30
 
 
@@ -60,34 +55,9 @@ def live(app, runner, db_url):
         assert states[("poolOffline", "pool-1", None)] == "firing"
         assert states[("highCpuUsage", "pool-2", None)] == "resolved"
         assert states[("diskSpace", "pool-1", "/data")] == "firing"
-    result = runner.invoke(args=["create-admin", "--username", "ops", "--password-stdin", "--totp-secret-out", "-"],
-                           input=PASSWORD + "\n")
-    assert result.exit_code == 0, result.output
-    secret = re.search(r"secret: ([A-Z2-7]+)", result.output)[1]
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", secret, db_url
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def page(chromium):
-    tab = open_tab(chromium, 1440, 1000)
-    yield tab
-    tab.context.close()
-
-
-def sign_in(page, base: str, secret: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", "ops")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r"/login/code$"))
-    page.fill("input[name=code]", pyotp.TOTP(secret).now())
-    page.click("main input[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
+    secret = create_admin(runner)
+    with serving(app) as base:
+        yield base, secret, db_url
 
 
 def test_alert_pages_in_chromium(live, page):

@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 
 import psycopg
-import pyotp
 import pytest
-from werkzeug.serving import make_server
 
-from devtools.services import free_port
 from panel.engine.rollups import run_rollups
-from tests.conftest import open_tab
+from tests.panel.browser_helpers import create_admin, serving, sign_in
 from tests.panel.helpers import ingest, xadd
 from tests.panel.test_dashboards import rich_batch
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SHOTS = Path(os.environ.get("POOLWARDEN_SCREENSHOT_DIR", "/tmp/pw-shots4"))  # noqa: S108 - for a person to look at
-PASSWORD = "a long admin pass phrase"
 WAVES = {  # metric -> SQL expression of g (the timestamp) for 8 days of history every minute
     "poolwarden_cpu_usage_percent": "35 + 20 * sin(extract(epoch FROM g) / 5400) + random() * 8",
     "poolwarden_cpu_iowait_percent": "2 + random() * 3",
@@ -64,34 +59,9 @@ def live_panel(app, runner, rds, db_url):
                 "FROM series s, generate_series(now() - interval '8 days', now() - interval '1 minute',"
                 " interval '1 minute') g WHERE s.name = %s ON CONFLICT DO NOTHING", (name,))
         run_rollups(conn, max_chunks=100_000)
-    result = runner.invoke(args=["create-admin", "--username", "ops", "--password-stdin", "--totp-secret-out", "-"],
-                           input=PASSWORD + "\n")
-    assert result.exit_code == 0, result.output
-    secret = re.search(r"secret: ([A-Z2-7]+)", result.output)[1]
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", secret
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def page(chromium):
-    tab = open_tab(chromium, 1440, 1000)
-    yield tab
-    tab.context.close()
-
-
-def sign_in(page, base: str, secret: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", "ops")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r"/login/code$"))
-    page.fill("input[name=code]", pyotp.TOTP(secret).now())
-    page.click("main input[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
+    secret = create_admin(runner)
+    with serving(app) as base:
+        yield base, secret
 
 
 PAINTED = """canvas => {

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 
-import pyotp
 import pytest
 import redis
-from werkzeug.serving import make_server
 
 from agent.contract import explain
-from devtools.services import free_port
 from panel.engine.tasks import TaskContext
 from panel.maintenance import sync
-from tests.conftest import open_tab
+from tests.panel.browser_helpers import create_admin, serving, sign_in
 from tests.panel.helpers import ingest, pool_host_batch, xadd
 from tests.panel.maint_helpers import HOST, enrol
 from tests.panel.maint_worker_mimic import make_worker
@@ -26,7 +22,6 @@ from tests.panel.maint_worker_mimic import make_worker
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SHOTS = Path(os.environ.get("POOLWARDEN_SCREENSHOT_DIR", "/tmp/pw-shots-maint"))  # noqa: S108 - for a person
-PASSWORD = "a long admin pass phrase"
 
 
 @pytest.fixture
@@ -34,34 +29,9 @@ def live_panel(app, runner, rds):
     xadd(rds, HOST, pool_host_batch())
     ingest(runner)
     key = enrol(runner)
-    result = runner.invoke(args=["create-admin", "--username", "ops", "--password-stdin", "--totp-secret-out", "-"],
-                           input=PASSWORD + "\n")
-    assert result.exit_code == 0, result.output
-    secret = re.search(r"secret: ([A-Z2-7]+)", result.output)[1]
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", secret, key
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def page(chromium):
-    tab = open_tab(chromium, 1440, 1000)
-    yield tab
-    tab.context.close()
-
-
-def sign_in(page, base: str, secret: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", "ops")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r"/login/code$"))
-    page.fill("input[name=code]", pyotp.TOTP(secret).now())
-    page.click("main input[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
+    secret = create_admin(runner)
+    with serving(app) as base:
+        yield base, secret, key
 
 
 def wait_for_text(page, selector: str, text: str, seconds: float = 15) -> None:
