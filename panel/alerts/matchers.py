@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+
+from panel.notify.matchers import Matcher, _compiled  # one Matcher for rules and silences
 
 OPS = ("=", "!=", "=~", "!~")
 _TEXT = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
@@ -20,31 +20,6 @@ MAX_VALUE_LENGTH = 500
 
 class MatcherError(ValueError):
     """The matcher cannot be used; the message says why."""
-
-
-@lru_cache(maxsize=512)
-def _pattern(value: str) -> re.Pattern[str]:
-    return re.compile(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Matcher:
-    name: str
-    op: str
-    value: str
-
-    def matches(self, labels: Mapping[str, object]) -> bool:
-        actual = labels.get(self.name)
-        text = "" if actual is None else str(actual)
-        if self.op == "=":
-            return text == self.value
-        if self.op == "!=":
-            return text != self.value
-        found = _pattern(self.value).fullmatch(text) is not None
-        return found if self.op == "=~" else not found
-
-    def __str__(self) -> str:
-        return f'{self.name}{self.op}"{self.value}"'
 
 
 def parse_matcher(raw: object) -> Matcher:
@@ -74,7 +49,7 @@ def parse_matcher(raw: object) -> Matcher:
         raise MatcherError(f"the value is longer than {MAX_VALUE_LENGTH} characters or holds a NUL")
     if op in ("=~", "!~"):
         try:
-            _pattern(value)
+            _compiled(value)
         except re.error as exc:
             raise MatcherError(f"{value!r} is not a valid regular expression ({exc})") from None
     return Matcher(name, op, value)
