@@ -59,14 +59,6 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET min = excluded.min, max = excluded
     count = excluded.count, last = excluded.last, last_ts = excluded.last_ts
 """
 
-# What the engine runs after writing a batch's samples (see panel/engine/store.py).
-MARK_LATE_SAMPLES = """
-INSERT INTO rollup_dirty (resolution, bucket)
-SELECT DISTINCT '1m', date_bin('1 minute', ts, %(origin)s) FROM incoming_samples
-WHERE ts < (SELECT done_until FROM rollup_state WHERE resolution = '1m' FOR SHARE)
-ON CONFLICT DO NOTHING
-"""
-
 RESOLUTIONS = {"1m": (timedelta(minutes=1), "samples_1m", "samples", "ts", AGGREGATE_RAW),
                "1h": (timedelta(hours=1), "samples_1h", "samples_1m", "bucket", AGGREGATE_1M)}
 
