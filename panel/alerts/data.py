@@ -53,10 +53,16 @@ class Fit:
     count: int
     first: datetime
     last: datetime
+    restarted: datetime | None = None   # the line starts after a clean-up (see ``regression``)
 
     @property
     def span_seconds(self) -> float:
         return (self.last - self.first).total_seconds()
+
+
+# A fall by more than 1 % of the value (and 1 MiB) is a clean-up: growth lines start after it.
+DROP_RESTART_FRACTION = 0.01
+DROP_RESTART_BYTES = 2**20
 
 
 def grace_for(name: str) -> float:
@@ -151,15 +157,36 @@ class EvalData:
             self._cache[key] = {sid: value for sid, value in found}
         return self._cache[key]
 
-    def regression(self, name: str, seconds: float) -> dict[int, Fit]:
-        """Slope (per second) of each series over the last ``seconds`` of raw samples."""
-        key = ("fit", name, seconds)
+    def regression(self, name: str, seconds: float, *, restart_on_drop: bool = False) -> dict[int, Fit]:
+        """Slope (per second) of each series over the last ``seconds`` of raw samples.
+
+        With ``restart_on_drop`` the line starts at the newest sample that fell by more than
+        ``DROP_RESTART_FRACTION`` of the one before it (and at least ``DROP_RESTART_BYTES``): after a
+        clean-up (logs deleted, a rotation, old backups pruned) the growth before it says nothing about
+        the growth to come. ``Fit.restarted`` is then the time of that sample.
+        """
+        key = ("fit", name, seconds, restart_on_drop)
         if key not in self._cache:
-            found = rows(self.conn,
-                         "SELECT series_id, regr_slope(value, extract(epoch FROM ts)), count(*), min(ts), max(ts) "
-                         "FROM samples WHERE series_id = ANY(%s) AND ts > %s AND ts <= %s GROUP BY 1",
-                         (self._ids(name), self.now - timedelta(seconds=seconds), self.now))
-            self._cache[key] = {sid: Fit(slope, n, first, last) for sid, slope, n, first, last in found}
+            if restart_on_drop:
+                found = rows(self.conn,
+                             "WITH s AS (SELECT series_id, ts, value,"
+                             "  lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS prev"
+                             "  FROM samples WHERE series_id = ANY(%(ids)s) AND ts > %(start)s AND ts <= %(now)s),"
+                             " cut AS (SELECT series_id, max(ts) FILTER (WHERE prev - value > GREATEST("
+                             "  prev * %(fraction)s, %(bytes)s)) AS since FROM s GROUP BY 1) "
+                             "SELECT s.series_id, regr_slope(s.value, extract(epoch FROM s.ts)), count(*), min(s.ts),"
+                             " max(s.ts), min(cut.since) FROM s JOIN cut USING (series_id)"
+                             " WHERE cut.since IS NULL OR s.ts >= cut.since GROUP BY 1",
+                             {"ids": self._ids(name), "start": self.now - timedelta(seconds=seconds), "now": self.now,
+                              "fraction": DROP_RESTART_FRACTION, "bytes": DROP_RESTART_BYTES})
+                self._cache[key] = {sid: Fit(slope, n, first, last, since)
+                                    for sid, slope, n, first, last, since in found}
+            else:
+                found = rows(self.conn,
+                             "SELECT series_id, regr_slope(value, extract(epoch FROM ts)), count(*), min(ts), max(ts) "
+                             "FROM samples WHERE series_id = ANY(%s) AND ts > %s AND ts <= %s GROUP BY 1",
+                             (self._ids(name), self.now - timedelta(seconds=seconds), self.now))
+                self._cache[key] = {sid: Fit(slope, n, first, last) for sid, slope, n, first, last in found}
         return self._cache[key]
 
     def rollup_regression(self, name: str, start: datetime, end: datetime) -> dict[int, Fit]:

@@ -13,7 +13,7 @@ import pytest
 
 from panel.alerts.evaluator import Evaluator
 from panel.engine.rollups import run_rollups
-from tests.panel.alert_helpers import T0, Feed, add_rule, open_alerts, run
+from tests.panel.alert_helpers import T0, Feed, add_rule, alerts, open_alerts, run
 
 S, M, H, D = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 GiB, MiB = 2**30, 2**20
@@ -301,6 +301,35 @@ def test_disk_full_forecast_names_the_fastest_growing_component(conn, feed, ev):
         "Disk /data on pool-1 will be full in 2.1 days; fastest growing: postgresql (+19.2 GiB/day)")
 
 
+def test_disk_full_forecast_starts_again_after_a_clean_up(conn, feed, ev):
+    """A mount filling fast fires; space freed resolves it at once (the line starts at the clean-up);
+    growing on at the same pace for half an hour after it fires again."""
+    add_rule(conn, "forecast", "disk_full_forecast", **NOW, fullWithin="1d", clearAbove="2d", window="1h")
+    labels = {"mount": "/srv", "device": "sdb", "fstype": "ext4"}
+    total = 100 * GiB
+
+    def feed_used(points):
+        feed.history("pool-1", "poolwarden_disk_used_bytes", points, labels)
+        feed.history("pool-1", "poolwarden_disk_free_bytes", [(t, total - u) for t, u in points], labels)
+
+    growth = 4 * GiB / 3600                            # 60 GiB free: full in 15 h
+    feed_used([(t, 40 * GiB + (t - (T0 - H)).total_seconds() * growth) for t in every(M, T0 - H, T0)])
+    alert = only(evaluate(ev, conn))
+    assert alert["labels"]["mount"] == "/srv" and alert["value"] < 1
+
+    cleaned = T0 + M                                   # 30 GiB of old backups pruned
+    at_clean = 44 * GiB + M.total_seconds() * growth - 30 * GiB
+    feed_used([(cleaned, at_clean)])
+    assert evaluate(ev, conn, cleaned) == []
+    (resolved,) = [a for a in alerts(conn, "forecast") if a["state"] == "resolved"]
+    assert resolved["id"] == alert["id"]
+
+    later = every(M, cleaned + M, cleaned + 31 * M)    # the same pace for 31 minutes: 86 GiB free, full in 21 h
+    feed_used([(t, at_clean + (t - cleaned).total_seconds() * growth) for t in later])
+    again = only(evaluate(ev, conn, later[-1]))
+    assert again["id"] != alert["id"] and 0.8 < again["value"] < 1
+
+
 def test_component_growth_far_above_its_own_rate(conn, feed, ev):
     add_rule(conn, "growth", "component_growth", **NOW)
     times = every(5 * M, T0 - 7 * D - 2 * H, T0)
@@ -323,6 +352,22 @@ def test_component_growth_far_above_its_own_rate(conn, feed, ev):
     assert found["shares"]["labels"]["component"] == "database"
     assert abs(found["logs"]["value"] - (GiB + 10 * MiB)) < 50 * MiB
     assert "its usual rate" in found["logs"]["annotations"]["summary"]
+
+
+def test_component_growth_resolves_once_the_runaway_is_cleaned_up(conn, feed, ev):
+    add_rule(conn, "growth", "component_growth", **NOW, window="15m", baseline="6h", minBytesPerHour=MiB)
+    times = every(M, T0 - 7 * H, T0)
+    burst = T0 - 10 * M
+    labels = {"component": "backups", "path": "/srv/backups"}
+    sizes = [(t, 10 * GiB + (t - times[0]) / H * MiB + max(0.0, (t - burst).total_seconds()) * 4 * MiB)
+             for t in times]                            # 1 MiB/h as usual, then 4 MiB/s for 10 minutes
+    feed.history("pool-1", "poolwarden_component_size_bytes", sizes, labels)
+    run_rollups(conn, now=T0, max_chunks=100_000)
+    alert = only(evaluate(ev, conn))
+    assert alert["labels"]["target"] == "backups"
+    feed.sample("pool-1", "poolwarden_component_size_bytes", 10 * GiB + 7 * MiB, T0 + 10 * S, labels)
+    assert evaluate(ev, conn, T0 + 30 * S) == []
+    assert [a["state"] for a in alerts(conn, "growth")] == ["resolved"]
 
 
 # -- system and containers -------------------------------------------------------------------------

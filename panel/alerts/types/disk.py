@@ -3,7 +3,7 @@ the component that grows fastest, and components growing far above their own rec
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from panel.alerts.types.base import (
@@ -117,7 +117,7 @@ def _component_mounts(data, host: str, mounts: list[str]) -> dict[tuple[str, str
 def fastest_component(data, host: str, mount: str, mounts: list[str], window: float) -> tuple[str, float] | None:
     """The component on ``mount`` whose size grows fastest (bytes per second), from the same window."""
     placed = _component_mounts(data, host, mounts)
-    fits = data.regression("poolwarden_component_size_bytes", window)
+    fits = data.regression("poolwarden_component_size_bytes", window, restart_on_drop=True)
     growth: dict[str, float] = {}
     for point in data.latest("poolwarden_component_size_bytes"):
         key = (point.labels.get("component", ""), point.labels.get("path", ""))
@@ -132,10 +132,15 @@ def fastest_component(data, host: str, mount: str, mounts: list[str], window: fl
     return (name, slope) if slope > 0 else None
 
 
+def judged_after(window: float) -> float:
+    """A line is drawn once half its window of samples (since a clean-up, if there was one) is there."""
+    return window / 2
+
+
 def _forecast(data, rule) -> list[Observation]:
     p = rule.params
     window = p["window"]
-    fits = data.regression("poolwarden_disk_used_bytes", window)
+    fits = data.regression("poolwarden_disk_used_bytes", window, restart_on_drop=True)
     free = data.by_label("poolwarden_disk_free_bytes", "mount")
     used = data.by_label("poolwarden_disk_used_bytes", "mount")
     mounts_of: dict[str, list[str]] = {}
@@ -144,7 +149,16 @@ def _forecast(data, rule) -> list[Observation]:
     out = []
     for (host, mount), point in sorted(used.items()):
         fit = fits.get(point.series_id)
-        if (host, mount) not in free or fit is None or fit.slope is None or fit.span_seconds < window / 2:
+        if (host, mount) not in free or fit is None:
+            continue
+        if fit.restarted is not None and (fit.slope is None or fit.span_seconds < judged_after(window)):
+            out.append(Observation(
+                {"host": host, "mount": mount}, None, False, False,
+                summary=f"Disk {mount} on {host}: space was freed, the forecast starts again",
+                description=f"Used space fell at {fit.restarted.astimezone(UTC):%H:%M} UTC (a clean-up). The line "
+                            f"is drawn from there on, once {human_seconds(judged_after(window))} of usage follow."))
+            continue
+        if fit.slope is None or fit.span_seconds < judged_after(window):
             continue  # too little history to draw a line
         per_day = fit.slope * DAY
         left = free[(host, mount)].value
@@ -170,7 +184,9 @@ register(RuleType(
     name="disk_full_forecast", title="Disk full forecast", component="disk", unit="days",
     description="Draws a straight line (least squares) through a mount's used bytes over the window and fires "
                 "when the free space runs out within fullWithin; names the component on that mount that grows "
-                "fastest. Clears when the forecast is beyond clearAbove; critical under criticalWithin.",
+                "fastest. Clears when the forecast is beyond clearAbove; critical under criticalWithin."
+                " A clean-up (used bytes falling by more than 1 % and 1 MiB at once) starts the line again: the "
+                "alert resolves at once and the forecast is judged again once half the window follows.",
     params=(Param("fullWithin", "duration", 7 * DAY, "fire when the disk is full within this", minimum=3600,
                   maximum=365 * DAY),
             Param("clearAbove", "duration", 10 * DAY, "clear when the forecast is beyond this", minimum=3600,
@@ -206,19 +222,34 @@ def _growth(data, rule) -> list[Observation]:
     out = []
     for source in p["include"]:
         metric, label, alert_label, component = GROWTH_SOURCES[source]
-        recent = data.regression(metric, window)
+        recent = data.regression(metric, window, restart_on_drop=True)
         before = data.rollup_regression(metric, base_start, base_end)
         totals: dict[tuple[str, str], list[float]] = {}
+        cleaned: dict[tuple[str, str], datetime] = {}
         for point in data.latest(metric):
             name = point.labels.get(label, "")
             now_fit, base_fit = recent.get(point.series_id), before.get(point.series_id)
-            if "." in name or not now_fit or not base_fit or now_fit.slope is None or base_fit.slope is None:
+            if "." in name or not now_fit or not base_fit or base_fit.slope is None:
                 continue
-            if now_fit.span_seconds < window / 2 or base_fit.span_seconds < min(baseline / 2, DAY):
-                continue  # not enough history on either side
+            if base_fit.span_seconds < min(baseline / 2, DAY):
+                continue  # not enough history before the window
+            restarted = now_fit.restarted is not None
+            if now_fit.slope is None or now_fit.span_seconds < judged_after(window):
+                if restarted:
+                    cleaned[(point.host, name)] = now_fit.restarted
+                continue  # not enough history in the window (since the clean-up)
             sums = totals.setdefault((point.host, name), [0.0, 0.0])
             sums[0] += now_fit.slope
             sums[1] += base_fit.slope
+        for (host, name), at in sorted(cleaned.items()):
+            if (host, name) in totals:
+                continue
+            what = f"table {name}" if label == "table" else name
+            out.append(Observation(
+                {"host": host, alert_label: name, "component": component}, None, False, False,
+                summary=f"{what} on {host} shrank: its growth is measured again from there",
+                description=f"It fell at {at.astimezone(UTC):%H:%M} UTC (a clean-up, a rotation). Its growth is "
+                            f"judged again once {human_seconds(judged_after(window))} of samples follow."))
         for (host, name), (rate, usual) in sorted(totals.items()):
             fire = max(min_rate, p["factor"] * max(usual, 0.0))
             breach, held = rising(rate, fire, fire / 2)
@@ -237,7 +268,9 @@ register(RuleType(
     name="component_growth", title="Component growth anomaly", component="disk", unit="bytes/h",
     description="Compares each component's (and, with include tables, each Miningcore table's) growth over the "
                 "window with its own growth over the baseline before it; fires when it grows at least factor "
-                "times faster and at least minBytesPerHour; clears under half of that.",
+                "times faster and at least minBytesPerHour; clears under half of that."
+                " A component that shrinks (a clean-up, a rotation: more than 1 % and 1 MiB at once) is measured "
+                "from there on: a runaway that was cleaned up resolves at once.",
     params=(Param("factor", "number", 5, "fire at this many times the usual growth", minimum=1.5, maximum=1000),
             Param("minBytesPerHour", "number", 100 * 2**20, "never fire under this growth", minimum=0,
                   unit="bytes/h"),

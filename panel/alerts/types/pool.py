@@ -361,7 +361,7 @@ register(RuleType(
     description="Fires for each block still pending (no block_confirmed or block_orphaned event) maxAge after "
                 "it was found.",
     params=(Param("maxAge", "duration", 36 * 3600, "fire when a block is pending longer than this",
-                  minimum=600, maximum=30 * 86400),),
+                  minimum=60, maximum=30 * 86400),),
     every_seconds=60, defaults=({"name": "blockPendingTooLong"},), observe=_pending_blocks,
     graph=_pool_graph("poolwarden_pool_pending_blocks", "count"),
     limits="The preview is not available.",
@@ -439,7 +439,7 @@ register(RuleType(
                 "confirms and pays in the same run). Blocks the agent's first run reports as already confirmed "
                 "are history and are not waited for.",
     params=(Param("maxWait", "duration", 12 * 3600, "fire when no payment followed a confirmed block for this long",
-                  minimum=600, maximum=30 * 86400),),
+                  minimum=60, maximum=30 * 86400),),
     every_seconds=60, defaults=({"name": "payoutsStalled"},), observe=_payouts_stalled,
     limits="Judged from block and payment events; balances under the minimum payment are legitimately not paid. "
            "The preview is not available.",
