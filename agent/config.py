@@ -39,8 +39,8 @@ DEFAULT_COLLECTOR_TIMEOUT_SECONDS = 10.0
 
 # Names a monitoring.json ``collectors`` entry may use (the collectors' ``name``).
 COLLECTOR_NAMES = ("disk", "cpu", "memory", "load", "network", "diskio", "miningcore", "miningcore_metrics",
-                   "pool_events", "ergo_node", "postgresql", "postgresql_tables", "containers", "components",
-                   "docker_disk")
+                   "pool_events", "miningcore_log", "ergo_node", "postgresql", "postgresql_tables", "containers",
+                   "components", "docker_disk")
 
 
 class ConfigError(Exception):
@@ -130,6 +130,7 @@ class CollectorSettings:
     enabled: bool = True
     every_seconds: int | None = None
     timeout_seconds: float | None = None
+    file_name: str | None = None  # miningcore_log only: the log file in miningcore.logDir
 
 
 @dataclass(frozen=True)
@@ -441,6 +442,13 @@ def blank_is_none(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]
     return wrapped
 
 
+def file_name(value: Any, key: str = "") -> str:
+    value = nonempty_text(value, key)
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise _Invalid(f"must be a file name (no directory: the directory is miningcore.logDir), got {value!r}")
+    return value
+
+
 def fs_type(value: Any, key: str = "") -> str:
     value = nonempty_text(value, key)
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
@@ -607,6 +615,7 @@ def parse_monitoring(data: Any, file: str) -> MonitoringConfig:
             enabled=c.value("enabled", boolean, required=False, default=True),
             every_seconds=c.value("everySeconds", number(1, 86400, integer=True), required=False),
             timeout_seconds=c.value("timeoutSeconds", number(0.1, 3600), required=False),
+            file_name=c.value("fileName", file_name, required=False) if name == "miningcore_log" else None,
         )
         c.done()
     s.known += list(COLLECTOR_NAMES)

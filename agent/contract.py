@@ -98,7 +98,9 @@ EVENT_KINDS = {
     "block_confirmed": "a pool block became confirmed",
     "block_orphaned": "a pool block was orphaned",
     "payment_sent": "a payout transaction was recorded",
-    "payment_failed": "a payout failed",
+    "payment_failed": "a payout failed (data: pool, error; from Miningcore's log)",
+    "block_submission_failed": "the node rejected a pool block (data: pool, height, error; from Miningcore's log)",
+    "shares_lost": "Miningcore could not store shares and dropped them (data: pool, error; from Miningcore's log)",
     "container_restarted": "a watched container restarted",
 }
 

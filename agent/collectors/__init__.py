@@ -24,6 +24,7 @@ from agent.collectors.host import (
     NetworkCollector,
 )
 from agent.collectors.miningcore import MiningcoreCollector
+from agent.collectors.miningcore_log import DEFAULT_FILE_NAME, MiningcoreLogCollector
 from agent.collectors.miningcore_metrics import MiningcoreMetricsCollector
 from agent.collectors.pool_events import PoolEventsCollector
 from agent.collectors.postgresql import PostgresHealthCollector, PostgresTablesCollector
@@ -32,9 +33,9 @@ from agent.config import Config
 __all__ = [
     "BackgroundCollector", "Collector", "CollectorFailed", "CollectorResult", "ComponentSizeCollector",
     "ContainerCollector", "CpuCollector", "DiskCollector", "DiskIoCollector", "DockerDiskCollector",
-    "ErgoNodeCollector", "LoadCollector", "MemoryCollector", "MiningcoreCollector", "MiningcoreMetricsCollector",
-    "NetworkCollector", "PoolEventsCollector", "PostgresHealthCollector", "PostgresTablesCollector",
-    "build_collectors", "run_collector",
+    "ErgoNodeCollector", "LoadCollector", "MemoryCollector", "MiningcoreCollector", "MiningcoreLogCollector",
+    "MiningcoreMetricsCollector", "NetworkCollector", "PoolEventsCollector", "PostgresHealthCollector",
+    "PostgresTablesCollector", "build_collectors", "run_collector",
 ]
 
 
@@ -49,7 +50,8 @@ def build_collectors(config: Config, user_agent: str = "poolwarden-agent") -> tu
     """(fast collectors, run by the cycle's scheduler; slow ones, run in background threads).
 
     A collector whose source is not configured is not built (no database DSN: no PostgreSQL
-    collectors; no ``metricsUrl``: no share rates; ``docker.enabled`` false: no Docker), and one
+    collectors; no ``metricsUrl``: no share rates; no ``logDir``: no Miningcore log events;
+    ``docker.enabled`` false: no Docker), and one
     switched off in monitoring.json's ``collectors`` is left out."""
     pool, mon = config.pool, config.monitoring
     mc, node = pool.miningcore, pool.ergo_node
@@ -70,6 +72,12 @@ def build_collectors(config: Config, user_agent: str = "poolwarden-agent") -> tu
     if mc.metrics_url:
         fast.append(MiningcoreMetricsCollector(_session(user_agent), mc.metrics_url, mc.pool_ids,
                                                timeout=mc.timeout_seconds))
+    if mc.log_dir:
+        log_settings = mon.collectors.get("miningcore_log")
+        fast.append(MiningcoreLogCollector(
+            mc.log_dir, mon.agent.cursor_dir,
+            file_name=(log_settings.file_name if log_settings else None) or DEFAULT_FILE_NAME,
+            pool_ids=mc.pool_ids, discovered_pool_ids=lambda: tuple(miningcore.known_ids.copy())))
     if mc.database_dsn:
         fast += [PostgresHealthCollector(mc.database_dsn, timeout=mc.timeout_seconds),
                  PostgresTablesCollector(mc.database_dsn, timeout=mc.timeout_seconds)]

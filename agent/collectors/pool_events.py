@@ -17,8 +17,8 @@ spool (``commit``): events of a batch that was lost are read again; a crash betw
 resend events, never lose them, and the panel deduplicates by id.
 
 On the very first run (no cursor) the newest ``backfill`` rows of each kind are reported, not the
-whole history. Payout failures are not in the API (only in Miningcore's logs and WebSocket feed),
-so ``payment_failed`` is not produced here.
+whole history. Payout failures are not in the API (only in Miningcore's logs and WebSocket feed):
+``payment_failed`` comes from the ``miningcore_log`` collector (agent/collectors/miningcore_log.py).
 """
 
 from __future__ import annotations

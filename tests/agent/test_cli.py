@@ -73,7 +73,7 @@ def test_once_print_shows_every_collector_without_redis(pool_env, monkeypatch, c
     assert "poolwarden_node_full_height 1612345\n" in out
     assert "poolwarden_node_difficulty 2404351766609920\n" in out
     for name in ("disk", "cpu", "memory", "load", "network", "diskio", "miningcore", "miningcore_metrics",
-                 "pool_events", "ergo_node"):
+                 "pool_events", "miningcore_log", "ergo_node"):
         assert f'poolwarden_collector_up{{collector="{name}"}} 1\n' in out
     for name in ("components", "postgresql", "postgresql_tables"):  # DB at port 1: down, dirs still sized
         assert f'poolwarden_collector_up{{collector="{name}"}} 0' in out
@@ -95,7 +95,7 @@ def test_agent_cycle_batches(pool_env, fresh_db, tmp_path):
     assert first.events[0].data["config"]["host"] == "pool-cli"
     ups = {s.labels["collector"]: s.value for s in first.samples if s.name == "poolwarden_collector_up"}
     assert ups == {**dict.fromkeys(["disk", "cpu", "memory", "load", "network", "diskio", "miningcore",
-                                    "miningcore_metrics", "pool_events", "ergo_node", "postgresql",
+                                    "miningcore_metrics", "pool_events", "miningcore_log", "ergo_node", "postgresql",
                                     "postgresql_tables", "components"], 1.0),
                    "containers": 0.0, "docker_disk": 0.0}  # no Docker Engine at /var/run/docker.sock here
     components = {s.labels["component"] for s in first.samples if s.name == "poolwarden_component_size_bytes"}

@@ -395,9 +395,9 @@ register(RuleType(
                   minimum=60, maximum=30 * 86400),),
     default_severity="critical", every_seconds=15, defaults=({"name": "paymentFailed"},),
     observe=_payment_failed, history=_count_events("payment_failed"),
-    limits="The agent does not produce payment_failed events yet: Miningcore's API does not show failed payouts "
-           "(only its log and WebSocket feed do). The rule fires when such events arrive; stalled payouts are "
-           "caught by payouts_stalled.",
+    limits="The events come from Miningcore's log (the agent's miningcore_log collector, which needs "
+           "miningcore.logDir): Miningcore's API does not show failed payouts. Stalled payouts without a logged "
+           "failure are caught by payouts_stalled.",
 ))
 
 
