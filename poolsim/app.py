@@ -199,7 +199,7 @@ class PoolSim:
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
             try:
-                self.sync_servers()
+                self.apply_faults()
                 self.advance()
                 self.last_error = None
             except Exception as exc:  # keep simulating; report on /state
@@ -248,6 +248,12 @@ class PoolSim:
             elif not down and not server.running:
                 server.start()
 
+    def apply_faults(self) -> None:
+        """Make the ports and the miners follow the active faults now, not at the next step."""
+        self.sync_servers()
+        with self.lock:
+            self.sim.apply_miners_leave()
+
     def now_dt(self) -> datetime:
         """Sim time of the state the APIs show (the last processed step)."""
         return utc(self.sim.t)
@@ -267,7 +273,7 @@ class PoolSim:
         """The simulation's truth right now (for the control API's GET /state)."""
         with self.lock:
             s = self.sim
-            online = [m for m in s.miners if m.online]
+            online = s.connected_miners()
             counts = s.block_counts()
             newest = max(s.blocks, key=lambda b: b.created, default=None)
             return {
@@ -285,6 +291,7 @@ class PoolSim:
                     "miners": len(online),
                     "workers": sum(len(m.workers) for m in online),
                     "minerAddresses": sorted(m.address for m in online),
+                    "minersAway": sorted(m.address for m in s.miners if m.away),
                     "roundEffort": s.round_effort,
                     "validShares": s.valid_shares,
                     "invalidShares": s.invalid_shares,

@@ -96,7 +96,7 @@ class ControlApi:
                 return reply({"error": "no pending block to orphan"}, 409)
             return reply({"orphaned": {"blockHeight": block.height, "created": block.created}})
         fault = self.ps.faults.activate(name, self.body(request), self.ps.sim.t)
-        self.ps.sync_servers()
+        self.ps.apply_faults()
         return reply({"active": fault.to_json()}, 201)
 
     def deactivate(self, request: Request, name: str) -> Response:
@@ -104,12 +104,12 @@ class ControlApi:
             raise FaultError(f"unknown fault {name!r}", status=404)
         if not self.ps.faults.clear(name):
             return reply({"error": f"fault {name!r} is not active"}, 404)
-        self.ps.sync_servers()
+        self.ps.apply_faults()
         return reply({"cleared": name})
 
     def clear_faults(self, request: Request) -> Response:
         names = self.ps.faults.clear_all()
-        self.ps.sync_servers()
+        self.ps.apply_faults()
         return reply({"cleared": names})
 
     def find_block(self, request: Request) -> Response:

@@ -24,7 +24,13 @@ What moves:
   recipient "Reward for block N", miners "Reward for <qty> shares for block N") and delete the
   shares older than the block; balances >= minimumPayment are paid in one transaction.
 - **stats cycles** every ``stats_interval`` sim seconds, as Miningcore's StatsRecorder: one
-  poolstats row and one minerstats row per worker from the shares of the last 10 minutes.
+  poolstats row and one minerstats row per worker from the shares of the last 10 minutes
+  (connectedMiners = addresses with a share in that window; none at all: "Reset performance stats").
+
+Faults that change the simulation itself: ``miners_leave`` marks miners ``away`` (disconnected):
+their shares are still drawn, so every other miner's shares stay exactly what they would have
+been, but never submitted, and they count for nothing (block finds, /metrics connections,
+PPLNS). ``payout_processor_down`` skips payout runs altogether.
 
 Everything that must reach PostgreSQL is appended to a ``Batch``; ``poolsim.store`` writes it.
 """
@@ -104,7 +110,12 @@ class Worker:
 class Miner:
     address: str
     workers: list[Worker]
-    online: bool
+    online: bool  # would be mining (its own comings and goings)
+    away: bool = False  # disconnected by the miners_leave fault
+
+    @property
+    def connected(self) -> bool:
+        return self.online and not self.away
 
 
 @dataclass
@@ -209,6 +220,7 @@ class Simulation:
         self.round_shares: dict[str, int] = {}
         self.round_effort = 0.0
         self.invalid_acc = 0.0
+        self.away_fault = None  # the miners_leave activation the miners' away flags follow
 
         # pool bookkeeping
         self.blocks: list[Block] = []
@@ -308,8 +320,11 @@ class Simulation:
     def node_difficulty(self) -> int:
         return self.header_difficulty(self.node_height)
 
+    def connected_miners(self) -> list[Miner]:
+        return [m for m in self.miners if m.connected]
+
     def pool_true_hashrate(self) -> float:
-        return sum(w.hashrate for m in self.miners if m.online for w in m.workers)
+        return sum(w.hashrate for m in self.miners if m.connected for w in m.workers)
 
     def pool_reported_hashrate(self) -> float:
         return self.pool_true_hashrate() * HASHRATE_BONUS
@@ -335,6 +350,32 @@ class Simulation:
     def _log(self, ts: float, level: str, logger: str, message: str) -> None:
         self.logs.log(ts, level, logger, message)
 
+    def apply_miners_leave(self) -> None:
+        """Make the miners' ``away`` flags follow the ``miners_leave`` fault (on, changed or cleared).
+
+        Called at each live step and by ``PoolSim`` as soon as the fault changes, so disconnections
+        show at once (the /metrics connections gauge is live in Miningcore). The leavers are the first
+        ``ceil(ratio x connected)`` connected miners by address; with ratio 1 every miner, so that
+        none connects while the fault lasts. Miners coming back (re)subscribe.
+        """
+        fault = self.faults.get("miners_leave") if self.is_live(self.t) else None
+        if fault is self.away_fault:
+            return
+        self.away_fault = fault
+        returning = [m for m in self.miners if m.away]
+        for miner in self.miners:
+            miner.away = False
+        if fault is not None:
+            ratio = fault.params["ratio"]
+            connected = sorted(self.connected_miners(), key=lambda m: m.address)
+            if ratio >= 1:
+                leaving = self.miners
+            else:
+                leaving = connected[:max(1, math.ceil(ratio * len(connected) - 1e-9))] if connected else []
+            for miner in leaving:
+                miner.away = True
+        self.stratum_subscribes += sum(len(m.workers) for m in returning if m.connected)
+
     def _step(self, batch: Batch) -> None:
         k = self.k
         t0 = self.origin + k * STEP
@@ -346,6 +387,8 @@ class Simulation:
         node_down = "node_down" in active
         node_following = not (node_down or "node_stalled" in active or "zero_peers" in active)
 
+        if live:
+            self.apply_miners_leave()
         self._move_miners(rng, t0)
 
         # network block in this step?
@@ -365,7 +408,8 @@ class Simulation:
                 while w.next_share < t1:
                     shares.append((w.next_share, mi, wi, diff))
                     w.next_share += rng.expovariate(rate)
-        shares.sort()
+        # miners away (miners_leave) drew their shares like the others but submit none
+        shares = sorted(s for s in shares if not self.miners[s[1]].away)
 
         block_done = block_ts is None
         for ts, mi, wi, diff in shares:
@@ -422,7 +466,7 @@ class Simulation:
                     miner.online = False
             elif rng.random() < STEP / (4 * 3600):
                 miner.online = True
-                if self.is_live(t0):
+                if self.is_live(t0) and not miner.away:
                     self.stratum_subscribes += len(miner.workers)
                 for w in miner.workers:
                     w.next_share = t0 + rng.expovariate(SHARES_PER_WORKER_PER_SECOND)
@@ -463,9 +507,11 @@ class Simulation:
             self.node_height = height
             if not node_down:
                 self._mc_notice(ts + 0.05 + rng.random() * 0.3, rng)
-        # did the pool find it? It mines on Miningcore's template, which must be current.
-        can_find = node_following and "block_drought" not in active and self.mc_height == height
-        chance = self.pool_true_hashrate() / (self.difficulty / BLOCK_TIME)
+        # did the pool find it? It mines on Miningcore's template, which must be current, and with
+        # the miners connected now (none at all: not even a forced find).
+        hashrate = self.pool_true_hashrate()
+        can_find = node_following and "block_drought" not in active and self.mc_height == height and hashrate > 0
+        chance = hashrate / (self.difficulty / BLOCK_TIME)
         lucky = rng.random() < chance
         if can_find and (lucky or self.force_find):
             orphan = getattr(self, "_scripted_orphan", False) and self.force_find
@@ -477,7 +523,7 @@ class Simulation:
             self._pool_block(rng, height, ts, batch, doomed)
 
     def _pool_block(self, rng: random.Random, height: int, ts: float, batch: Batch, doomed: bool) -> None:
-        online = [m for m in self.miners if m.online]
+        online = self.connected_miners()
         weights = [sum(w.hashrate for w in m.workers) for m in online]
         finder = rng.choices(online, weights=weights)[0] if online else None
         nonce = f"{rng.getrandbits(64):016x}"
@@ -530,6 +576,8 @@ class Simulation:
         return block
 
     def _payout_run(self, rng: random.Random, ts: float, batch: Batch, node_down: bool, active: set[str]) -> None:
+        if "payout_processor_down" in active:
+            return  # the payout loop is not running: nothing is classified, credited, paid or logged
         if node_down:
             self._log(ts, "error", "PayoutManager",
                       f"Error while processing payout for pool {self.pool_id}: Connection refused")
@@ -621,6 +669,8 @@ class Simulation:
         pool_diff = sum(v[0] for v in per_worker.values())
         pool_count = sum(v[1] for v in per_worker.values())
         miners_seen = {mi for mi, _ in per_worker}
+        if not per_worker:
+            self._log(ts, "info", "StatsRecorder", f"[{self.pool_id}] Reset performance stats for pool")
         lbt = utc(self.mc_last_block_time[0]) if self.mc_last_block_time else None
         batch.poolstats.append((self.pool_id, len(miners_seen), float(math.floor(pool_diff * factor)),
                                 float(int(pool_count / HASHRATE_WINDOW)), self.mc_difficulty / BLOCK_TIME,

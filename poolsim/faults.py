@@ -12,6 +12,16 @@ Two names are *actions*, not states (see ``poolsim.engine`` for the block life c
 - ``orphan_block`` acts at once: the newest ``pending`` block is classified ``orphaned`` (reward 0,
   a "classified as orphaned" log line). It is never listed as active; it answers 409 when there is
   no pending block.
+
+Two faults change the simulation rather than an answer (see ``poolsim.engine``):
+
+- ``miners_leave {"ratio": r}`` disconnects ``ceil(r x connected miners)`` of the connected miners,
+  the first by address (``ratio`` 1: every miner, and none connects while it lasts). They submit
+  no shares; what Miningcore reports follows from its own rules (the /metrics connections gauge at
+  once, ``connectedMiners`` and the hashrate as their shares leave the 10-minute window). Cleared,
+  they reconnect.
+- ``payout_processor_down``: payout runs do nothing (no classification, no confirmation progress,
+  no credits, no payments, no log line); the first run after it is cleared catches up.
 """
 
 from __future__ import annotations
@@ -29,21 +39,50 @@ class FaultError(ValueError):
         self.status = status
 
 
+def _only(params: dict, *names: str) -> None:
+    """Refuse parameters a fault does not take (a misspelt ``ratio`` must not fall back to the default)."""
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        takes = ", ".join(repr(n) for n in names) if names else "no parameters"
+        raise FaultError(f"unknown parameter {', '.join(map(repr, unknown))}: this fault takes {takes}")
+
+
+def _number(params: dict, name: str, default: float) -> float:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise FaultError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise FaultError(f"{name} must be a number, got {value!r}") from exc
+
+
 def _ratio(params: dict) -> dict:
-    ratio = float(params.get("ratio", 0.3))
+    _only(params, "ratio")
+    ratio = _number(params, "ratio", 0.3)
     if not 0 < ratio < 1:
-        raise FaultError("ratio must be between 0 and 1 (exclusive)")
+        raise FaultError(f"ratio must be between 0 and 1 (exclusive), got {ratio:g}")
+    return {"ratio": ratio}
+
+
+def _leave_ratio(params: dict) -> dict:
+    _only(params, "ratio")
+    ratio = _number(params, "ratio", 1.0)
+    if not 0 < ratio <= 1:
+        raise FaultError(f"ratio must be greater than 0 and at most 1 (1 = every miner), got {ratio:g}")
     return {"ratio": ratio}
 
 
 def _seconds(params: dict) -> dict:
-    seconds = float(params.get("seconds", 2.0))
+    _only(params, "seconds")
+    seconds = _number(params, "seconds", 2.0)
     if not 0 <= seconds <= 300:
-        raise FaultError("seconds must be between 0 and 300")
+        raise FaultError(f"seconds must be between 0 and 300, got {seconds:g}")
     return {"seconds": seconds}
 
 
 def _none(params: dict) -> dict:
+    _only(params)
     return {}
 
 
@@ -58,6 +97,10 @@ FAULTS = {
     "orphan_next_block": ("the next block the pool finds will be orphaned", _none),
     "block_drought": ("the pool finds no blocks", _none),
     "slow_answers": ("every API/node answer is delayed by `seconds`", _seconds),
+    "miners_leave": ("a fraction `ratio` of the connected miners (1 = all) disconnects and stops "
+                     "submitting shares", _leave_ratio),
+    "payout_processor_down": ("Miningcore's payout runs do nothing: blocks stay pending, no credits, "
+                              "no payments", _none),
 }
 ACTIONS = {"orphan_block": "orphan the newest pending block now"}
 
@@ -123,6 +166,11 @@ class FaultBoard:
     def is_active(self, name: str) -> bool:
         with self._lock:
             return name in self._active
+
+    def get(self, name: str) -> ActiveFault | None:
+        """The active fault itself (a new activation is a new object, even with the same parameters)."""
+        with self._lock:
+            return self._active.get(name)
 
     def param(self, name: str, key: str, default=None):
         with self._lock:

@@ -463,7 +463,7 @@ class MiningcoreApi:
         s = self.ps.sim
         pool = self.ps.pool_id
         with self.ps.lock:
-            online_workers = sum(len(m.workers) for m in s.miners if m.online)
+            online_workers = sum(len(m.workers) for m in s.connected_miners())
             valid, invalid = s.valid_shares, s.invalid_shares
             live_seconds = max(0.0, s.t - s.start)
             lines = [

@@ -42,4 +42,4 @@ def http():
 def clean_faults(sim):
     yield
     sim.faults.clear_all()
-    sim.sync_servers()
+    sim.apply_faults()
