@@ -10,6 +10,10 @@ zero-based ``page``, no upper bound on ``pageSize``). Each run pages back only a
 * **payments**: back to the newest payment already seen (minus an hour of overlap, deduplicated
   by id), each new row giving ``payment_sent``.
 
+An event is dated when it happened (``created``), but never later than the agent's clock: a
+Miningcore clock running ahead must not put an event in the future, where the panel's rules do not
+look (``created`` stays in the data).
+
 Event ids are stable — ``block:<pool>:<height>:<nonce>:<found|confirmed|orphaned>`` and
 ``payment:<pool>:<tx>:<address>`` — so a replayed batch is ingested once. The cursor (``pool-events.cursor``
 in the state directory) is written only after the batch holding the events is in Redis or the
@@ -192,7 +196,7 @@ class PoolEventsCollector(Collector):
                     "effort": as_number(row.get("effort")), "created": created}
             base = f"block:{pool}:{int(height)}:{nonce}"
             if before is None:
-                events.append(Event(f"{base}:found", "block_found", created, data))
+                events.append(Event(f"{base}:found", "block_found", min(created, now), data))
             if status in STATUS_EVENT and (before is None or before[0] != status):
                 events.append(Event(f"{base}:{status}", STATUS_EVENT[status], now, data))
             seen[key] = [status, created]
@@ -209,6 +213,7 @@ class PoolEventsCollector(Collector):
             payments = pool_state["payments"] = {"seen": {}, "watermark": 0.0}
         seen: dict[str, float] = payments["seen"]  # id -> created
         floor = payments["watermark"] - PAYMENT_OVERLAP_SECONDS
+        now = self.clock()
         events: list[Event] = []
         for row in self._pages(f"/api/pools/{pool}/payments", first_run, floor):
             created = parse_timestamp(row.get("created"))
@@ -219,7 +224,7 @@ class PoolEventsCollector(Collector):
             if event_id in seen:
                 continue
             seen[event_id] = created
-            events.append(Event(event_id, "payment_sent", created,
+            events.append(Event(event_id, "payment_sent", min(created, now),
                                 {"pool": pool, "address": address, "amount": as_number(row.get("amount")),
                                  "tx": tx, "created": created}))
         if seen:

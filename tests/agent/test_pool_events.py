@@ -105,3 +105,17 @@ def test_first_run_backfill_is_bounded_and_api_down_is_reported(sim, tmp_path, r
     down.commit()
     assert not (tmp_path / "other" / "pool-events.cursor").exists() or \
         json.loads((tmp_path / "other" / "pool-events.cursor").read_text())["pools"] == {}
+
+
+def test_a_miningcore_clock_ahead_never_dates_an_event_in_the_future(sim, tmp_path):
+    """Blocks and payments are dated when Miningcore says they happened, but not after the agent's own
+    clock: the panel's rules look at events up to now, and a future one would stay hidden."""
+    collector = reader(sim, tmp_path / "state", clock=lambda: sim.state()["simTime"] - 3600)
+    events = events_of(collector)
+    newest = max(e.data["created"] for e in events if e.kind in ("block_found", "payment_sent"))
+    assert newest > sim.state()["simTime"] - 3600    # Miningcore has events in the agent's "future"
+    agent_now = sim.state()["simTime"] - 3600
+    assert all(e.ts <= agent_now + 1 for e in events)
+    dated_by_miningcore = [e for e in events if e.kind in ("block_found", "payment_sent")
+                           and e.data["created"] <= agent_now - 1]
+    assert dated_by_miningcore and all(e.ts == e.data["created"] for e in dated_by_miningcore)
