@@ -279,7 +279,7 @@ register(RuleType(
                   maximum=30 * DAY),
             Param("include", "choices", ["components", "tables"], "what is watched", choices=tuple(GROWTH_SOURCES))),
     latest_for=lambda p: {GROWTH_SOURCES[s][0] for s in p["include"]},
-    every_seconds=300, defaults=({"name": "componentGrowth"},), observe=_growth,
+    every_seconds=60, defaults=({"name": "componentGrowth"},), observe=_growth,
     graph=lambda _r, labels: (Graph(("poolwarden_postgres_table_size_bytes",), f"table={labels['table']}", "bytes")
                               if "table" in labels else
                               Graph(("poolwarden_component_size_bytes",), f"component={labels.get('target', '')}",
