@@ -67,7 +67,13 @@ def sign_in_client(client, stack) -> None:
 
 
 @pytest.fixture
-def stack(pg, redis_url, session_dir, tmp_path, request):
+def poolsim_args() -> tuple[str, ...]:
+    """More ``poolsim run`` options for the stack (a test module overrides this fixture)."""
+    return ()
+
+
+@pytest.fixture
+def stack(pg, redis_url, session_dir, tmp_path, request, poolsim_args):
     """poolsim + migrated panel DB + env for agent and engine. Yields a dict of handles."""
     tag = f"it{os.getpid()}_{time.monotonic_ns() % 10**6}"
     pg.create_database(f"mc_{tag}")
@@ -90,7 +96,7 @@ def stack(pg, redis_url, session_dir, tmp_path, request):
     sim = ManagedProcess("poolsim", [
         console_script("poolsim"), "run", "--seed", "7", "--db-dsn", mc_dsn, "--api-port", "0",
         "--node-port", "0", "--control-port", "0", "--log-dir", str(logs), "--history-days", "1",
-        "--stats-interval", "10"], tmp_path / "poolsim.log").start(capture_stdout=True)
+        "--stats-interval", "10", *poolsim_args], tmp_path / "poolsim.log").start(capture_stdout=True)
     procs.append(sim)
     urls = sim.read_ready_line(timeout=120)
 
