@@ -11,11 +11,13 @@ demo:
 	@$(PY) -m devtools.demo
 
 # Three workers (tests mostly wait on servers, browsers and subprocesses, so they overlap well on
-# two cores), each with its own private PostgreSQL and Redis; a test file stays on one worker. The
-# deployment tests converge real systemd containers and run on their own afterwards.
+# two cores), each with its own private PostgreSQL and Redis; a test file stays on one worker. Tests
+# that judge the whole machine (CPU, load, memory alerts) run alone afterwards, then the deployment
+# tests, which converge real systemd containers.
 test:
 	@bash devtools/bootstrap.sh test
-	@$(PY) -m pytest -n 3 --dist loadfile --ignore=tests/deploy $(PYTEST_ARGS)
+	@$(PY) -m pytest -n 3 --dist loadfile --ignore=tests/deploy -m "not exclusive" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m exclusive tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS left none
 	@$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 # Unit tests only (no services started): quick feedback while editing.
