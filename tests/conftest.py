@@ -18,6 +18,18 @@ from devtools.services import RUN_DIR, PrivatePostgres, PrivateRedis
 _SESSION_DIR = RUN_DIR / f"test-{os.getpid()}"
 _db_counter = itertools.count()
 
+# The longest files, first: pytest-xdist hands out files in collection order, and a 7-minute file
+# handed out last would run alone at the end.
+LONGEST_FIRST = ("tests/integration/test_alerting_e2e_history.py", "tests/integration/test_alerting_e2e.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)   # stable: every other test keeps its order
+
 
 @pytest.fixture(scope="session")
 def session_dir():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from tests.integration.conftest import HOST, control, sign_in_client
+from tests.integration.conftest import HOST, control
 
 POOL = "ergo1"
 SIGNING_SECRET = "e2e-webhook-signing-secret"
@@ -192,15 +192,11 @@ def alert_state(h: Harness, rule: str) -> str | None:
     return row[0] if row else None
 
 
-# Scenarios that take a minute (a window to slide past) run in the background.
-
-
-def panel_client(stack):
-    from panel import create_app
-
-    app = create_app({"TESTING": True, "DATABASE_URL": stack["pw_dsn"], "REDIS_URL": stack["redis_url"],
-                      "SECRET_KEY": "integration-test-secret",
-                      "SECRETS_KEY": stack["panel_env"]["POOLWARDEN_SECRETS_KEY"]})
-    client = app.test_client()
-    sign_in_client(client, stack)
-    return client
+def assert_all_delivered_and_resolved(h: Harness) -> None:
+    """At the end: every delivery attempt went out, and no alert is left open."""
+    with h.db() as conn:
+        failed = conn.execute("SELECT count(*) FROM deliveries WHERE status <> 'sent'").fetchone()[0]
+        still_open = conn.execute("SELECT r.name, a.labels FROM alerts a JOIN alert_rules r ON r.id = a.rule_id "
+                                  "WHERE a.state <> 'resolved'").fetchall()
+    assert failed == 0
+    assert still_open == []

@@ -66,6 +66,18 @@ def sign_in_client(client, stack) -> None:
     assert done.status_code == 302 and "/login" not in done.headers["Location"], done.get_data(as_text=True)[:500]
 
 
+def panel_client(stack):
+    """A Flask test client of the stack's panel, signed in as its admin."""
+    from panel import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": stack["pw_dsn"], "REDIS_URL": stack["redis_url"],
+                      "SECRET_KEY": "integration-test-secret",
+                      "SECRETS_KEY": stack["panel_env"]["POOLWARDEN_SECRETS_KEY"]})
+    client = app.test_client()
+    sign_in_client(client, stack)
+    return client
+
+
 @pytest.fixture
 def poolsim_args() -> tuple[str, ...]:
     """More ``poolsim run`` options for the stack (a test module overrides this fixture)."""

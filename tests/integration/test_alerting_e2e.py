@@ -54,12 +54,12 @@ from tests.integration.alerting import (
     Harness,
     Inbox,
     alert_state,
+    assert_all_delivered_and_resolved,
     channels,
     check_delivery,
     explain,
-    panel_client,
 )
-from tests.integration.conftest import HOST, control, wait_until
+from tests.integration.conftest import HOST, control, panel_client, wait_until
 
 pytest_plugins = ["tests.sinks"]  # fixtures: webhook_sink, smtp_sink
 
@@ -471,12 +471,7 @@ def test_every_rule_fault_reaches_webhook_and_email_and_so_does_its_resolution(s
         for request in webhook_sink.requests:
             expected = "sha256=" + hmac.new(SIGNING_SECRET.encode(), request.body, hashlib.sha256).hexdigest()
             assert request.headers["x-poolwarden-signature"] == expected
-        with h.db() as conn:
-            failed = conn.execute("SELECT count(*) FROM deliveries WHERE status <> 'sent'").fetchone()[0]
-            still_open = conn.execute("SELECT r.name FROM alerts a JOIN alert_rules r ON r.id = a.rule_id "
-                                      "WHERE a.state <> 'resolved'").fetchall()
-        assert failed == 0
-        assert still_open == []
+        assert_all_delivered_and_resolved(h)
         # told within seconds: the agent's interval, the rule's `for` (at most 3 s here) and the pipeline
         told = {name: fired for name, (fired, _resolved) in h.latencies.items()
                 if name not in ("poolInvalidShares", "maintenanceFailed")}   # a sliding window, a job's run

@@ -50,12 +50,12 @@ from tests.integration.alerting import (
     WAIT,
     Harness,
     Inbox,
+    assert_all_delivered_and_resolved,
     channels,
     check_delivery,
     explain,
-    panel_client,
 )
-from tests.integration.conftest import HOST, control, wait_until
+from tests.integration.conftest import HOST, control, panel_client, wait_until
 
 pytest_plugins = ["tests.sinks"]  # fixtures: webhook_sink, smtp_sink
 
@@ -335,12 +335,7 @@ def test_rules_that_need_history_fire_and_resolve_end_to_end(stack, webhook_sink
         block = drought_ends(h)
         payout_trouble(h, block, found_at)
 
-        with h.db() as conn:
-            failed = conn.execute("SELECT count(*) FROM deliveries WHERE status <> 'sent'").fetchone()[0]
-            still_open = conn.execute("SELECT r.name, a.labels FROM alerts a JOIN alert_rules r ON r.id = a.rule_id "
-                                      "WHERE a.state <> 'resolved'").fetchall()
-        assert failed == 0
-        assert still_open == []
+        assert_all_delivered_and_resolved(h)
         print("fault -> firing, fix -> resolved notification (s):", dict(sorted(h.latencies.items())))
     finally:
         if h.agent is not None:

@@ -24,8 +24,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.alerting import WAIT, Harness, Inbox, channels, explain, panel_client
-from tests.integration.conftest import wait_until
+from tests.integration.alerting import (
+    WAIT,
+    Harness,
+    Inbox,
+    assert_all_delivered_and_resolved,
+    channels,
+    explain,
+)
+from tests.integration.conftest import panel_client, wait_until
 
 pytest_plugins = ["tests.sinks"]  # fixtures: webhook_sink, smtp_sink
 
@@ -137,12 +144,7 @@ def test_cpu_load_and_memory_rules_fire_and_resolve_end_to_end(stack, webhook_si
     try:
         busy_processes(h)
         memory_held(h)
-        with h.db() as conn:
-            failed = conn.execute("SELECT count(*) FROM deliveries WHERE status <> 'sent'").fetchone()[0]
-            still_open = conn.execute("SELECT r.name FROM alerts a JOIN alert_rules r ON r.id = a.rule_id "
-                                      "WHERE a.state <> 'resolved'").fetchall()
-        assert failed == 0
-        assert still_open == []
+        assert_all_delivered_and_resolved(h)
         print("thresholds:", json.dumps(rules), "latencies (s):", dict(sorted(h.latencies.items())))
     finally:
         h.agent.stop()

@@ -12,7 +12,7 @@ import pytest
 
 from devtools.processes import console_script
 from devtools.services import ROOT
-from tests.integration.conftest import HOST, panel_command, sign_in_client, wait_until
+from tests.integration.conftest import HOST, panel_client, panel_command, wait_until
 from tests.panel.auth_helpers import csrf_token
 
 pytestmark = pytest.mark.slow
@@ -22,14 +22,7 @@ API = "/api/admin/maintenance"
 
 @pytest.fixture
 def client(stack):
-    from panel import create_app
-
-    app = create_app({"TESTING": True, "DATABASE_URL": stack["pw_dsn"], "REDIS_URL": stack["redis_url"],
-                      "SECRET_KEY": "integration-test-secret",
-                      "SECRETS_KEY": stack["panel_env"]["POOLWARDEN_SECRETS_KEY"]})
-    client = app.test_client()
-    sign_in_client(client, stack)
-    return client
+    return panel_client(stack)
 
 
 def post(client, path, body):
