@@ -11,12 +11,13 @@ demo:
 	@$(PY) -m devtools.demo
 
 # Three workers (tests mostly wait on servers, browsers and subprocesses, so they overlap well on
-# two cores), each with its own private PostgreSQL and Redis; a test file stays on one worker. Tests
+# two cores), each with its own private PostgreSQL and Redis; a test file stays on one worker, and
+# files go out in collection order (tests/conftest.py puts the longest first). Tests
 # that judge the whole machine (CPU, load, memory alerts) run alone afterwards, then the deployment
 # tests, which converge real systemd containers.
 test:
 	@bash devtools/bootstrap.sh test
-	@$(PY) -m pytest -n 3 --dist loadfile --ignore=tests/deploy -m "not exclusive" $(PYTEST_ARGS)
+	@$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --ignore=tests/deploy -m "not exclusive" $(PYTEST_ARGS)
 	@$(PY) -m pytest -m exclusive tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS left none
 	@$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 

@@ -18,8 +18,8 @@ from devtools.services import RUN_DIR, PrivatePostgres, PrivateRedis
 _SESSION_DIR = RUN_DIR / f"test-{os.getpid()}"
 _db_counter = itertools.count()
 
-# The longest files, first: pytest-xdist hands out files in collection order, and a 7-minute file
-# handed out last would run alone at the end.
+# The longest files, first: with --no-loadscope-reorder (the Makefile) pytest-xdist hands out files in
+# collection order, and a 7-minute file handed out last would run alone at the end.
 LONGEST_FIRST = ("tests/integration/test_alerting_e2e_history.py", "tests/integration/test_alerting_e2e.py")
 
 
